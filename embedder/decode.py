@@ -1,0 +1,200 @@
+"""Raw input -> decoded content, one function per modality.
+
+Every decoder raises :class:`DecodeError` (and only that) for input it cannot
+use, so callers handle one exception type whatever the modality.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import soundfile
+import soxr
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DecodeError
+
+IMAGE_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"})
+# Guards against decompression bombs: a 64-megapixel image is far beyond
+# anything an encoder looks at, and refusing it keeps a worker's memory bounded.
+MAX_IMAGE_PIXELS = 64_000_000
+
+av.logging.set_level(av.logging.PANIC)  # FFmpeg's own stderr chatter; failures still raise.
+
+
+@dataclass(frozen=True)
+class AudioClip:
+    """Mono float32 samples in [-1, 1] at `sample_rate`."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class VideoClip:
+    """Evenly sampled RGB frames, plus the audio track when asked for and present."""
+
+    frames: list[Image.Image]
+    duration: float
+    audio: AudioClip | None = None
+
+
+def decode_text(content: str | bytes) -> str:
+    if isinstance(content, bytes):
+        try:
+            content = content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError("text", f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not isinstance(content, str):
+        raise DecodeError("text", f"expected str or UTF-8 bytes, got {type(content).__name__}")
+    if not content.strip():
+        raise DecodeError("text", "empty text; send at least one non-blank character")
+    return content
+
+
+def decode_image(content: bytes | Image.Image) -> Image.Image:
+    if isinstance(content, Image.Image):
+        return content.convert("RGB")
+    if not isinstance(content, (bytes, bytearray, memoryview)):
+        raise DecodeError("image", f"expected encoded image bytes, got {type(content).__name__}")
+    if len(content) == 0:
+        raise DecodeError("image", "empty bytes")
+    try:
+        with Image.open(io.BytesIO(content)) as img:
+            if img.format not in IMAGE_FORMATS:
+                raise DecodeError("image", f"unsupported format {img.format}; send one of {sorted(IMAGE_FORMATS)}")
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise DecodeError("image", f"{img.width}x{img.height} exceeds the {MAX_IMAGE_PIXELS:,}-pixel limit")
+            img.load()  # forces a full decode, so truncated files fail here, not in the encoder
+            return img.convert("RGB")
+    except DecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise DecodeError("image", "not a recognised image (corrupt bytes or unsupported format)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DecodeError("image", f"corrupt image data ({exc})") from None
+
+
+def _to_mono_float32(samples: np.ndarray) -> np.ndarray:
+    samples = np.asarray(samples, dtype=np.float32)
+    return samples.mean(axis=1) if samples.ndim == 2 else samples
+
+
+def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    if rate == target_rate:
+        return samples
+    return soxr.resample(samples, rate, target_rate).astype(np.float32, copy=False)
+
+
+def _decode_audio_with_av(container: av.container.InputContainer, stream: av.audio.AudioStream, target_rate: int) -> np.ndarray:
+    # PyAV's resampler (libswresample) converts layout, format and rate in one pass.
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
+    chunks = []
+    for frame in container.decode(stream):
+        for out in resampler.resample(frame):
+            chunks.append(out.to_ndarray().reshape(-1))
+    for out in resampler.resample(None):
+        chunks.append(out.to_ndarray().reshape(-1))
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+
+def decode_audio(content: bytes, target_rate: int) -> AudioClip:
+    """WAV/FLAC/OGG/MP3 through libsndfile; anything else FFmpeg reads through PyAV."""
+    if not isinstance(content, (bytes, bytearray, memoryview)):
+        raise DecodeError("audio", f"expected encoded audio bytes, got {type(content).__name__}")
+    if len(content) == 0:
+        raise DecodeError("audio", "empty bytes")
+    try:
+        samples, rate = soundfile.read(io.BytesIO(content), dtype="float32", always_2d=False)
+        samples = resample(_to_mono_float32(samples), rate, target_rate)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
+        try:
+            with av.open(io.BytesIO(content)) as container:
+                if not container.streams.audio:
+                    raise DecodeError("audio", "no audio stream in the data")
+                samples = _decode_audio_with_av(container, container.streams.audio[0], target_rate)
+        except DecodeError:
+            raise
+        except (av.FFmpegError, ValueError, IndexError) as exc:
+            raise DecodeError("audio", f"not decodable as WAV, FLAC, MP3 or other audio ({exc})") from None
+    if samples.size == 0:
+        raise DecodeError("audio", "no audio samples decoded (empty or truncated file)")
+    if not np.isfinite(samples).all():
+        raise DecodeError("audio", "decoded samples contain NaN or Inf")
+    return AudioClip(samples, target_rate)
+
+
+def _frame_indices(total: int, wanted: int) -> list[int]:
+    """`wanted` indices spread evenly over `total` frames, each at the centre of its segment."""
+    wanted = min(wanted, total)
+    return sorted({min(total - 1, int((i + 0.5) * total / wanted)) for i in range(wanted)})
+
+
+def decode_video(content: bytes, num_frames: int, audio_rate: int | None = None) -> VideoClip:
+    """Sample `num_frames` frames evenly; decode the audio track too when `audio_rate` is set."""
+    if not isinstance(content, (bytes, bytearray, memoryview)):
+        raise DecodeError("video", f"expected encoded video bytes, got {type(content).__name__}")
+    if len(content) == 0:
+        raise DecodeError("video", "empty bytes")
+    try:
+        with av.open(io.BytesIO(content)) as container:
+            if not container.streams.video:
+                raise DecodeError("video", "no video stream in the data")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            total = stream.frames
+            if total <= 0:  # containers without a frame count (WebM, fragmented MP4): count first
+                total = sum(1 for _ in container.decode(stream))
+                container.seek(0)
+            keep = set(_frame_indices(total, num_frames)) if total > 0 else set()
+            frames = []
+            for i, frame in enumerate(container.decode(stream)):
+                if i in keep:
+                    frames.append(frame.to_image())
+                    if len(frames) == len(keep):
+                        break
+            duration = float(container.duration / av.time_base) if container.duration else math.nan
+        audio = None
+        if audio_rate is not None:
+            with av.open(io.BytesIO(content)) as container:
+                if container.streams.audio:
+                    samples = _decode_audio_with_av(container, container.streams.audio[0], audio_rate)
+                    audio = AudioClip(samples, audio_rate) if samples.size else None
+    except DecodeError:
+        raise
+    except (av.FFmpegError, ValueError, IndexError, OSError) as exc:
+        raise DecodeError("video", f"corrupt or truncated video ({exc})") from None
+    if not frames:
+        raise DecodeError("video", "no decodable video frames (corrupt or truncated file)")
+    return VideoClip(frames, duration, audio)
+
+
+def decode_vector(content: Sequence[float] | np.ndarray | bytes, dim: int) -> np.ndarray:
+    """float32 values as given; bytes are read as packed little-endian float32."""
+    try:
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            if len(content) % 4:
+                raise DecodeError("vector", f"{len(content)} bytes is not a whole number of float32 values")
+            vec = np.frombuffer(content, dtype="<f4")
+        else:
+            vec = np.asarray(content, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DecodeError("vector", f"not a sequence of numbers ({exc})") from None
+    if vec.ndim != 1:
+        raise DecodeError("vector", f"expected a flat vector, got shape {vec.shape}")
+    if vec.shape[0] != dim:
+        raise DecodeError("vector", f"wrong dimension {vec.shape[0]}; this space expects {dim}")
+    if not np.isfinite(vec).all():
+        raise DecodeError("vector", "contains NaN or Inf")
+    if not np.any(vec):
+        raise DecodeError("vector", "all zeros; a zero vector has no direction to normalise")
+    return vec

@@ -1,0 +1,94 @@
+"""The encoder contract and the registry of encoder types.
+
+An encoder turns raw content of one modality into L2-normalised vectors of the
+space's dimension, in two steps: `prepare` (decode and CPU-side preprocessing of
+one item, safe to run in worker processes) and `encode` (one batch on the
+encoder's device). Encoder types register under the name used in `space.json`,
+the way open_clip and sentence-transformers register model configs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..modality import Modality
+
+ENCODER_TYPES: dict[str, type[Encoder]] = {}
+
+
+def register(kind: str) -> Callable[[type[Encoder]], type[Encoder]]:
+    def decorator(cls: type[Encoder]) -> type[Encoder]:
+        cls.kind = kind
+        ENCODER_TYPES[kind] = cls
+        return cls
+
+    return decorator
+
+
+class Encoder(ABC):
+    kind: ClassVar[str] = ""
+    modality: Modality
+    dim: int
+    # Items whose cost grows with a length (tokens) are sorted by it before
+    # batching, so batches pad little; None means order does not matter.
+    sort_by_length: ClassVar[bool] = False
+    default_batch_size: ClassVar[int] = 64
+
+    @abstractmethod
+    def prepare(self, content: Any) -> Any:
+        """Decode one raw item and preprocess it; raises DecodeError for bad input."""
+
+    @abstractmethod
+    def encode(self, batch: list[Any]) -> torch.Tensor:
+        """Embed prepared items: an (n, dim) tensor of unit-norm rows."""
+
+    @abstractmethod
+    def spec(self) -> dict[str, Any]:
+        """The JSON description `from_spec` rebuilds this encoder from."""
+
+    @classmethod
+    @abstractmethod
+    def from_spec(cls, spec: Mapping[str, Any], context: BuildContext) -> Encoder:
+        """Build the encoder described by `spec` (weights are loaded afterwards)."""
+
+    def weights_module(self) -> nn.Module | None:
+        """The module whose weights a saved space must store (None: nothing to store)."""
+        return None
+
+    def to(self, device: torch.device) -> Encoder:
+        module = self.weights_module()
+        if module is not None:
+            module.to(device)
+        return self
+
+    def length(self, prepared: Any) -> int:
+        return 0
+
+
+class BuildContext:
+    """What an encoder may need while a space is built: dimension, device, sibling encoders."""
+
+    def __init__(self, dim: int, device: torch.device, built: Mapping[Modality, Encoder]) -> None:
+        self.dim = dim
+        self.device = device
+        self.built = built
+
+
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    return nn.functional.normalize(x.float(), dim=-1)
+
+
+def build_encoder(modality: Modality, spec: Mapping[str, Any], context: BuildContext) -> Encoder:
+    kind = spec.get("type")
+    if kind not in ENCODER_TYPES:
+        known = ", ".join(sorted(ENCODER_TYPES))
+        raise ValueError(f"unknown encoder type {kind!r} for {modality}; known types: {known}")
+    encoder = ENCODER_TYPES[kind].from_spec(spec, context)
+    if encoder.modality != modality:
+        raise ValueError(f"encoder type {kind!r} embeds {encoder.modality}, not {modality}")
+    return encoder

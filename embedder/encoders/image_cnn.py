@@ -1,0 +1,106 @@
+"""A small convolutional image encoder, trainable from scratch on modest data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..decode import decode_image
+from ..modality import Modality
+from .base import BuildContext, Encoder, l2_normalize, register
+from .heads import ProjectionHead
+
+
+class SmallCNN(nn.Module):
+    """Conv-BN-ReLU blocks, each halving the resolution, then global average pooling."""
+
+    def __init__(self, in_channels: int, widths: list[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for width in widths:
+            layers += [nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            layers.append(nn.MaxPool2d(2))
+            in_channels = width
+        self.features = nn.Sequential(*layers)
+        self.out_dim = in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean(dim=(2, 3))
+
+
+class ImageTower(nn.Module):
+    def __init__(self, widths: list[int], channels: int, head: ProjectionHead) -> None:
+        super().__init__()
+        self.backbone = SmallCNN(channels, widths)
+        self.head = head
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return l2_normalize(self.head(self.backbone(pixels)))
+
+
+@register("cnn_image")
+class CNNImageEncoder(Encoder):
+    modality = Modality.IMAGE
+
+    def __init__(
+        self,
+        dim: int,
+        image_size: int = 32,
+        grayscale: bool = False,
+        widths: list[int] | None = None,
+        head_hidden: int = 0,
+        device: torch.device | None = None,
+    ) -> None:
+        self.dim, self.image_size, self.grayscale = dim, image_size, grayscale
+        self.widths = list(widths or [32, 64, 128])
+        channels = 1 if grayscale else 3
+        head = ProjectionHead(self.widths[-1], dim, head_hidden)
+        self.tower = ImageTower(self.widths, channels, head).eval()
+        self.device = device or torch.device("cpu")
+        self.tower.to(self.device)
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        image = image.convert("L" if self.grayscale else "RGB")
+        image = image.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
+        pixels = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+        pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(pixels))
+
+    def prepare(self, content: Any) -> torch.Tensor:
+        return self.preprocess(decode_image(content))
+
+    def encode(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        return self.tower(torch.stack(batch).to(self.device))
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "type": self.kind,
+            "image_size": self.image_size,
+            "grayscale": self.grayscale,
+            "widths": self.widths,
+            "head_hidden": self.tower.head.hidden,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], context: BuildContext) -> CNNImageEncoder:
+        return cls(
+            dim=context.dim,
+            image_size=int(spec.get("image_size", 32)),
+            grayscale=bool(spec.get("grayscale", False)),
+            widths=list(spec.get("widths", [32, 64, 128])),
+            head_hidden=int(spec.get("head_hidden", 0)),
+            device=context.device,
+        )
+
+    def weights_module(self) -> nn.Module:
+        return self.tower
+
+    def to(self, device: torch.device) -> CNNImageEncoder:
+        self.device = device
+        self.tower.to(device)
+        return self

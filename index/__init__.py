@@ -1,0 +1,1 @@
+"""Corpora on disk: vectors, payloads, FAISS indexes, filters and routing (see DESIGN.md)."""
