@@ -1,9 +1,9 @@
 """Content -> vectors in a named space.
 
-    >>> from embedder import load_space
-    >>> space = load_space("minilm")
-    >>> space.embed("text", ["a photo of a cat"]).shape
-    (1, 384)
+>>> from embedder import load_space
+>>> space = load_space("minilm")
+>>> space.embed("text", ["a photo of a cat"]).shape
+(1, 384)
 """
 
 from ._torchvision_compat import ensure_torchvision_importable

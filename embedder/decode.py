@@ -95,7 +95,9 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     return soxr.resample(samples, rate, target_rate).astype(np.float32, copy=False)
 
 
-def _decode_audio_with_av(container: av.container.InputContainer, stream: av.audio.AudioStream, target_rate: int) -> np.ndarray:
+def _decode_audio_with_av(
+    container: av.container.InputContainer, stream: av.audio.AudioStream, target_rate: int
+) -> np.ndarray:
     # PyAV's resampler (libswresample) converts layout, format and rate in one pass.
     resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
     chunks = []
@@ -162,6 +164,8 @@ def decode_video(content: bytes, num_frames: int, audio_rate: int | None = None)
                     frames.append(frame.to_image())
                     if len(frames) == len(keep):
                         break
+            if frames and len(frames) < len(keep):
+                raise DecodeError("video", f"truncated video: the container declares {total} frames, fewer decode")
             duration = float(container.duration / av.time_base) if container.duration else math.nan
         audio = None
         if audio_rate is not None:

