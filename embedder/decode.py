@@ -6,25 +6,34 @@ use, so callers handle one exception type whatever the modality.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import av
 import numpy as np
-import soundfile
-import soxr
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DecodeError
+
+if TYPE_CHECKING:
+    import av
 
 IMAGE_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"})
 # Guards against decompression bombs: a 64-megapixel image is far beyond
 # anything an encoder looks at, and refusing it keeps a worker's memory bounded.
 MAX_IMAGE_PIXELS = 64_000_000
 
-av.logging.set_level(av.logging.PANIC)  # FFmpeg's own stderr chatter; failures still raise.
+
+@functools.cache
+def _av() -> Any:
+    """PyAV, imported on first use so text-only deployments never load FFmpeg."""
+    import av
+
+    av.logging.set_level(av.logging.PANIC)  # FFmpeg's own stderr chatter; failures still raise.
+    return av
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,8 @@ def _to_mono_float32(samples: np.ndarray) -> np.ndarray:
 def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     if rate == target_rate:
         return samples
+    import soxr
+
     return soxr.resample(samples, rate, target_rate).astype(np.float32, copy=False)
 
 
@@ -99,7 +110,7 @@ def _decode_audio_with_av(
     container: av.container.InputContainer, stream: av.audio.AudioStream, target_rate: int
 ) -> np.ndarray:
     # PyAV's resampler (libswresample) converts layout, format and rate in one pass.
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
+    resampler = _av().AudioResampler(format="flt", layout="mono", rate=target_rate)
     chunks = []
     for frame in container.decode(stream):
         for out in resampler.resample(frame):
@@ -115,10 +126,13 @@ def decode_audio(content: bytes, target_rate: int) -> AudioClip:
         raise DecodeError("audio", f"expected encoded audio bytes, got {type(content).__name__}")
     if len(content) == 0:
         raise DecodeError("audio", "empty bytes")
+    import soundfile
+
     try:
         samples, rate = soundfile.read(io.BytesIO(content), dtype="float32", always_2d=False)
         samples = resample(_to_mono_float32(samples), rate, target_rate)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
+        av = _av()  # formats libsndfile does not read (AAC, M4A, WebM audio, ...) go through FFmpeg
         try:
             with av.open(io.BytesIO(content)) as container:
                 if not container.streams.audio:
@@ -147,6 +161,7 @@ def decode_video(content: bytes, num_frames: int, audio_rate: int | None = None)
         raise DecodeError("video", f"expected encoded video bytes, got {type(content).__name__}")
     if len(content) == 0:
         raise DecodeError("video", "empty bytes")
+    av = _av()
     try:
         with av.open(io.BytesIO(content)) as container:
             if not container.streams.video:
