@@ -2,8 +2,8 @@
 
 The raw baseline is sentence-transformers' own `SentenceTransformer.encode` on
 the packaged all-MiniLM-L6-v2 model, with the same batch size and device. The
-two run alternately, several rounds, so drift in machine load hits both; the
-ratio uses each side's best round.
+two run alternately for several rounds, swapping who goes first, so drift in
+machine load hits both; the ratio uses each side's best round.
 
     python -m benchmarks.embed_throughput            # 10,000 sentences, writes benchmarks/results/embed_throughput.json
     python -m benchmarks.embed_throughput --n 500    # a quick look
@@ -55,13 +55,20 @@ def run(n: int, batch_size: int, rounds: int, device: str | None) -> dict[str, o
     raw_model.encode(warm, batch_size=batch_size)
     space.embed("text", warm, batch_size=batch_size)
 
-    raw_seconds, ours_seconds = [], []
-    for _ in range(rounds):
-        seconds, raw_vectors = _timed(raw)
-        raw_seconds.append(seconds)
-        seconds, our_vectors = _timed(ours)
-        ours_seconds.append(seconds)
-        print(f"round: raw {n / raw_seconds[-1]:.1f}/s, tessera {n / ours_seconds[-1]:.1f}/s", file=sys.stderr)
+    raw_seconds: list[float] = []
+    ours_seconds: list[float] = []
+    for i in range(rounds):
+        # Swap who goes first each round, so warm-up and clock drift favour neither side.
+        order = [("raw", raw), ("tessera", ours)] if i % 2 == 0 else [("tessera", ours), ("raw", raw)]
+        for name, fn in order:
+            seconds, vectors = _timed(fn)
+            if name == "raw":
+                raw_seconds.append(seconds)
+                raw_vectors = vectors
+            else:
+                ours_seconds.append(seconds)
+                our_vectors = vectors
+        print(f"round {i + 1}: raw {n / raw_seconds[-1]:.1f}/s, tessera {n / ours_seconds[-1]:.1f}/s", file=sys.stderr)
 
     cosine = np.sum(raw_vectors * our_vectors, axis=1)
     raw_rate, our_rate = n / min(raw_seconds), n / min(ours_seconds)

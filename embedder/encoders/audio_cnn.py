@@ -7,7 +7,6 @@ as spectrograms.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from torch import nn
 
 from ..decode import AudioClip, decode_audio
 from ..modality import Modality
-from .base import BuildContext, Encoder, l2_normalize, register
+from .base import TowerEncoder, l2_normalize, register
 from .heads import ProjectionHead
 from .image_cnn import SmallCNN
 
@@ -66,7 +65,8 @@ class AudioTower(nn.Module):
 
 
 @register("logmel_cnn_audio")
-class LogMelCNNAudioEncoder(Encoder):
+class LogMelCNNAudioEncoder(TowerEncoder):
+    config_keys = ("sample_rate", "clip_seconds", "n_fft", "hop", "n_mels", "widths", "head_hidden")
     modality = Modality.AUDIO
 
     def __init__(
@@ -83,7 +83,7 @@ class LogMelCNNAudioEncoder(Encoder):
     ) -> None:
         self.dim, self.sample_rate, self.clip_seconds = dim, sample_rate, clip_seconds
         self.n_fft, self.hop, self.n_mels = n_fft, hop, n_mels
-        self.widths = list(widths or [32, 64, 128])
+        self.widths, self.head_hidden = list(widths or [32, 64, 128]), head_hidden
         head = ProjectionHead(self.widths[-1], dim, head_hidden)
         self.tower = AudioTower(sample_rate, n_fft, hop, n_mels, self.widths, head).eval()
         self.device = device or torch.device("cpu")
@@ -109,40 +109,3 @@ class LogMelCNNAudioEncoder(Encoder):
 
     def prepare(self, content: Any) -> torch.Tensor:
         return self.preprocess(decode_audio(content, self.sample_rate))
-
-    def encode(self, batch: list[torch.Tensor]) -> torch.Tensor:
-        return self.tower(torch.stack(batch).to(self.device))
-
-    def spec(self) -> dict[str, Any]:
-        return {
-            "type": self.kind,
-            "sample_rate": self.sample_rate,
-            "clip_seconds": self.clip_seconds,
-            "n_fft": self.n_fft,
-            "hop": self.hop,
-            "n_mels": self.n_mels,
-            "widths": self.widths,
-            "head_hidden": self.tower.head.hidden,
-        }
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], context: BuildContext) -> LogMelCNNAudioEncoder:
-        return cls(
-            dim=context.dim,
-            sample_rate=int(spec.get("sample_rate", 16000)),
-            clip_seconds=float(spec.get("clip_seconds", 2.0)),
-            n_fft=int(spec.get("n_fft", 400)),
-            hop=int(spec.get("hop", 160)),
-            n_mels=int(spec.get("n_mels", 64)),
-            widths=list(spec.get("widths", [32, 64, 128])),
-            head_hidden=int(spec.get("head_hidden", 0)),
-            device=context.device,
-        )
-
-    def weights_module(self) -> nn.Module:
-        return self.tower
-
-    def to(self, device: torch.device) -> LogMelCNNAudioEncoder:
-        self.device = device
-        self.tower.to(device)
-        return self

@@ -92,3 +92,37 @@ def build_encoder(modality: Modality, spec: Mapping[str, Any], context: BuildCon
     if encoder.modality != modality:
         raise ValueError(f"encoder type {kind!r} embeds {encoder.modality}, not {modality}")
     return encoder
+
+
+class TowerEncoder(Encoder):
+    """A trainable encoder: one `tower` module, built from the keyword arguments named in `config_keys`.
+
+    `spec()` writes those arguments and `from_spec` passes them back, so the
+    constructor's defaults are the only defaults.
+    """
+
+    config_keys: ClassVar[tuple[str, ...]] = ()
+    tower: nn.Module
+    device: torch.device
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": self.kind, **{key: getattr(self, key) for key in self.config_keys}}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], context: BuildContext) -> Encoder:
+        unknown = set(spec) - {"type", *cls.config_keys}
+        if unknown:
+            raise ValueError(f"{cls.kind} encoder: unknown settings {sorted(unknown)}; known: {list(cls.config_keys)}")
+        config = {key: spec[key] for key in cls.config_keys if key in spec}
+        return cls(dim=context.dim, device=context.device, **config)  # type: ignore[call-arg]
+
+    def encode(self, batch: list[Any]) -> torch.Tensor:
+        return self.tower(torch.stack(batch).to(self.device))
+
+    def weights_module(self) -> nn.Module:
+        return self.tower
+
+    def to(self, device: torch.device) -> Encoder:
+        self.device = device
+        self.tower.to(device)
+        return self

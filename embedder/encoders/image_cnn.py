@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,7 @@ from torch import nn
 
 from ..decode import decode_image
 from ..modality import Modality
-from .base import BuildContext, Encoder, l2_normalize, register
+from .base import TowerEncoder, l2_normalize, register
 from .heads import ProjectionHead
 
 
@@ -44,7 +43,8 @@ class ImageTower(nn.Module):
 
 
 @register("cnn_image")
-class CNNImageEncoder(Encoder):
+class CNNImageEncoder(TowerEncoder):
+    config_keys = ("image_size", "grayscale", "widths", "head_hidden")
     modality = Modality.IMAGE
 
     def __init__(
@@ -57,7 +57,7 @@ class CNNImageEncoder(Encoder):
         device: torch.device | None = None,
     ) -> None:
         self.dim, self.image_size, self.grayscale = dim, image_size, grayscale
-        self.widths = list(widths or [32, 64, 128])
+        self.widths, self.head_hidden = list(widths or [32, 64, 128]), head_hidden
         channels = 1 if grayscale else 3
         head = ProjectionHead(self.widths[-1], dim, head_hidden)
         self.tower = ImageTower(self.widths, channels, head).eval()
@@ -73,34 +73,3 @@ class CNNImageEncoder(Encoder):
 
     def prepare(self, content: Any) -> torch.Tensor:
         return self.preprocess(decode_image(content))
-
-    def encode(self, batch: list[torch.Tensor]) -> torch.Tensor:
-        return self.tower(torch.stack(batch).to(self.device))
-
-    def spec(self) -> dict[str, Any]:
-        return {
-            "type": self.kind,
-            "image_size": self.image_size,
-            "grayscale": self.grayscale,
-            "widths": self.widths,
-            "head_hidden": self.tower.head.hidden,
-        }
-
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], context: BuildContext) -> CNNImageEncoder:
-        return cls(
-            dim=context.dim,
-            image_size=int(spec.get("image_size", 32)),
-            grayscale=bool(spec.get("grayscale", False)),
-            widths=list(spec.get("widths", [32, 64, 128])),
-            head_hidden=int(spec.get("head_hidden", 0)),
-            device=context.device,
-        )
-
-    def weights_module(self) -> nn.Module:
-        return self.tower
-
-    def to(self, device: torch.device) -> CNNImageEncoder:
-        self.device = device
-        self.tower.to(device)
-        return self
