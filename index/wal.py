@@ -1,0 +1,155 @@
+"""An append-only write-ahead log of opaque records, fsync'd before a write is acknowledged.
+
+On disk: an 8-byte magic and the u64 seqno the log starts after, then records of
+
+    u32 payload length | u32 CRC-32 of (seqno + payload) | u64 seqno | payload
+
+A crash can leave the last record half written. Opening the log finds it
+(short read or CRC mismatch at the tail), drops it, truncates the file to the
+last whole record and reports how many bytes went; an acknowledged record is
+never the torn one, because `append` returns only after fsync. A bad CRC
+followed by further whole records is real corruption and is refused, not
+silently skipped. What a record means (an upsert batch, a delete) is the
+caller's business.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+MAGIC = b"TSWAL001"
+FILE_HEADER = struct.Struct("<8sQ")  # magic, base seqno
+HEADER = struct.Struct("<IIQ")
+MAX_RECORD_BYTES = 1 << 30
+
+
+class WALCorruptError(RuntimeError):
+    """The log has a damaged record before its end; it needs a person, not a silent skip."""
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    records: int
+    last_seqno: int
+    torn_bytes: int  # bytes of a half-written last record that were dropped
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _crc(seqno: int, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(struct.pack("<Q", seqno)))
+
+
+class WriteAheadLog:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        if not self.path.exists():
+            self._create_empty(self.path, base_seqno=0)
+        self.report, end = self._scan()
+        self._next_seqno = self.report.last_seqno + 1
+        self._file = open(self.path, "r+b")
+        if self.report.torn_bytes:
+            self._file.truncate(end)
+            os.fsync(self._file.fileno())
+        self._file.seek(end)
+
+    @staticmethod
+    def _create_empty(path: Path, base_seqno: int) -> None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(FILE_HEADER.pack(MAGIC, base_seqno))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+
+    def _records(self) -> Iterator[tuple[int, bytes, int]]:
+        """(seqno, payload, end offset) of each whole record; sets self._torn on a torn tail."""
+        data = self.path.read_bytes()
+        if len(data) < FILE_HEADER.size or data[: len(MAGIC)] != MAGIC:
+            raise WALCorruptError(f"{self.path} is not a Tessera write-ahead log (bad header)")
+        self._base_seqno = FILE_HEADER.unpack_from(data)[1]
+        offset, self._torn = FILE_HEADER.size, 0
+        while offset < len(data):
+            if len(data) - offset < HEADER.size:
+                self._torn = len(data) - offset
+                return
+            length, crc, seqno = HEADER.unpack_from(data, offset)
+            start, end = offset + HEADER.size, offset + HEADER.size + length
+            if length > MAX_RECORD_BYTES or end > len(data):
+                self._torn = len(data) - offset
+                return
+            payload = data[start:end]
+            if _crc(seqno, payload) != crc:
+                if end < len(data):
+                    raise WALCorruptError(
+                        f"{self.path}: record at byte {offset} fails its checksum and is not the last"
+                    )
+                self._torn = len(data) - offset
+                return
+            yield seqno, payload, end
+            offset = end
+
+    def _scan(self) -> tuple[ReplayReport, int]:
+        count, last, end = 0, None, FILE_HEADER.size
+        for seqno, _, record_end in self._records():
+            count, last, end = count + 1, seqno, record_end
+        last = self._base_seqno if last is None else last
+        return ReplayReport(count, last, self._torn), end
+
+    def replay(self) -> Iterator[tuple[int, bytes]]:
+        """Every whole record in order, as (seqno, payload)."""
+        with self._lock:
+            self._file.flush()
+            for seqno, payload, _ in self._records():
+                yield seqno, payload
+
+    def append(self, payloads: Sequence[bytes]) -> int:
+        """Write records and fsync once (group commit); returns the last seqno. Durable on return."""
+        if not payloads:
+            raise ValueError("nothing to append")
+        with self._lock:
+            for payload in payloads:
+                if len(payload) > MAX_RECORD_BYTES:
+                    raise ValueError(f"a record of {len(payload)} bytes exceeds the {MAX_RECORD_BYTES}-byte limit")
+                seqno = self._next_seqno
+                self._file.write(HEADER.pack(len(payload), _crc(seqno, payload), seqno) + payload)
+                self._next_seqno += 1
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            return self._next_seqno - 1
+
+    def reset(self) -> None:
+        """Empty the log (after a snapshot made its records redundant); seqnos keep counting up."""
+        with self._lock:
+            self._file.close()
+            self._create_empty(self.path, base_seqno=self._next_seqno - 1)
+            self._file = open(self.path, "r+b")
+            self._file.seek(0, os.SEEK_END)
+
+    @property
+    def next_seqno(self) -> int:
+        return self._next_seqno
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    def __enter__(self) -> WriteAheadLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
