@@ -68,10 +68,12 @@ def minilm_bind_init_spec() -> dict[str, Any]:
 
 def openclip_spec(arch: str, pretrained: str) -> dict[str, Any]:
     encoder = {"arch": arch, "pretrained": pretrained}
-    from .encoders.openclip import load_openclip
+    from .encoders.openclip import _import_open_clip
 
-    model, _, _ = load_openclip(arch, pretrained, "cpu" if not torch.cuda.is_available() else "cuda")
-    dim = int(model.visual.output_dim)
+    config = _import_open_clip().get_model_config(arch)  # the dimension, without building the model
+    if config is None:
+        raise ValueError(f"unknown OpenCLIP architecture {arch!r}; `tessera spaces --all` lists them")
+    dim = int(config["embed_dim"])
     return {
         "name": f"{OPENCLIP_PREFIX}{arch}/{pretrained}",
         "version": "1",

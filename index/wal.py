@@ -112,10 +112,10 @@ class WriteAheadLog:
 
     def replay(self) -> Iterator[tuple[int, bytes]]:
         """Every whole record in order, as (seqno, payload)."""
-        with self._lock:
+        with self._lock:  # read under the lock, yield outside it, so a consumer may append
             self._file.flush()
-            for seqno, payload, _ in self._records():
-                yield seqno, payload
+            records = [(seqno, payload) for seqno, payload, _ in self._records()]
+        yield from records
 
     def append(self, payloads: Sequence[bytes]) -> int:
         """Write records and fsync once (group commit); returns the last seqno. Durable on return."""
