@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
+from .encoders.minilm import MINILM_DIM
 from .space import Space
 from .space_dir import build_space, is_space_dir, load_space_dir, save_space
 
 OPENCLIP_PREFIX = "openclip:"
-MINILM_DIM = 384
 
 
 def data_dir() -> Path:

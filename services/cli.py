@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Embed the bundled text, image, audio, video and vector samples into one space and "
         "print each vector's shape and norm, plus a small text search. Runs fully offline.",
     )
+    # Same default as services.quickstart.DEFAULT_SPACE; not imported so `--help` stays instant.
     quick.add_argument("--space", default="minilm-bind-init", help="space to use (default: %(default)s)")
     quick.set_defaults(func=_cmd_quickstart)
     return parser
