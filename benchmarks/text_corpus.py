@@ -35,15 +35,25 @@ def _docstrings(path: Path) -> list[str]:
     return [doc for node in nodes if (doc := ast.get_docstring(node))]
 
 
-def real_sentences(n: int) -> list[str]:
-    """The first `n` distinct sentences (3 to 600 characters) in a fixed walk of the stdlib."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
+def _source_files(include_site_packages: bool) -> list[Path]:
+    paths = sysconfig.get_paths()
+    stdlib = Path(paths["stdlib"])
+    files = [p for p in sorted(stdlib.rglob("*.py")) if "site-packages" not in p.parts]
+    if include_site_packages:
+        files += sorted(Path(paths["purelib"]).rglob("*.py"))
+    return [p for p in files if "test" not in p.parts and "tests" not in p.parts]
+
+
+def real_sentences(n: int, *, include_site_packages: bool = False) -> list[str]:
+    """The first `n` distinct sentences (3 to 600 characters) in a fixed walk of the stdlib.
+
+    The stdlib holds ~17,000; `include_site_packages` continues into the
+    installed packages' docstrings (numpy, torch, transformers, ...) for more.
+    """
     seen: set[str] = set()
     out = list(EXTRA_SENTENCES)
     seen.update(out)
-    for path in sorted(stdlib.rglob("*.py")):
-        if "site-packages" in path.parts or "test" in path.parts or "tests" in path.parts:
-            continue
+    for path in _source_files(include_site_packages):
         for doc in _docstrings(path):
             for sentence in _SENTENCE_END.split(" ".join(doc.split())):
                 if 3 <= len(sentence) <= 600 and sentence not in seen:
@@ -52,5 +62,5 @@ def real_sentences(n: int) -> list[str]:
                     if len(out) >= n:
                         return out
     if len(out) < n:
-        raise RuntimeError(f"only {len(out)} distinct sentences in the standard library; asked for {n}")
+        raise RuntimeError(f"only {len(out)} distinct sentences in the scanned sources; asked for {n}")
     return out

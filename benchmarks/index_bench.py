@@ -1,0 +1,343 @@
+"""Index benchmark: Tessera corpora against the same FAISS indexes called raw, in the same run.
+
+For each size and index type it reports recall@10 against exact search, QPS with
+1 and 2 threads (one query per call, as a service sees them), build time and
+memory, and the overhead ratio raw_qps / tessera_qps. A second part times
+batched exact search (64 queries at once) against the machine's limit: a BLAS
+`Q @ X.T` plus a top-k of the same size, FAISS's `IndexFlatIP` at its default
+and at a larger BLAS database block, and Tessera's exact path.
+
+Data: the 100k size uses MiniLM embeddings of real sentences (docstrings of the
+stdlib and installed packages; embedded once, cached in benchmarks/.cache), the
+1M size clustered synthetic vectors (embedding 1M sentences on 2 cores would take
+~2 hours). The JSON says which.
+
+    python -m benchmarks.index_bench                       # 100k and 1M, all indexes
+    python -m benchmarks.index_bench --sizes 100000 --indexes Flat HNSW32
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import embedder  # noqa: F401  (before transformers: installs the torchvision shim)
+from index.config import IndexConfig
+from index.corpus import Corpus
+from index.exact import exact_topk
+from index.items import Item
+
+CACHE = Path(__file__).parent / ".cache"
+K = 10
+N_QUERIES = 1000
+N_QUERIES_FLAT_1M = 100  # one exact scan of 1M x 384 per query: 100 queries keep the run short
+BATCH_QUERIES = 64
+HNSW_EF = 64
+IVF_NPROBE = 32
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+# ---- data -------------------------------------------------------------------------------
+def minilm_vectors(n: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"minilm_{n}_{n_queries}.npy"
+    if path.exists():
+        both = np.load(path)
+    else:
+        from benchmarks.text_corpus import real_sentences
+        from embedder.registry import load_space
+
+        sentences = real_sentences(n + n_queries, include_site_packages=True)
+        both = load_space("minilm").embed("text", sentences, batch_size=128, progress=True)
+        np.save(path, both)
+    return both[:n], both[n:]
+
+
+def clustered_vectors(n: int, n_queries: int, dim: int = 384, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A mixture of 1,000 Gaussian clusters on the sphere, noise comparable to the spread of real embeddings."""
+    rng = np.random.default_rng(seed)
+    centers = unit(rng.standard_normal((1000, dim), dtype=np.float32))
+    out = np.empty((n + n_queries, dim), dtype=np.float32)
+    step = 100_000
+    for start in range(0, n + n_queries, step):
+        stop = min(start + step, n + n_queries)
+        labels = rng.integers(0, len(centers), stop - start)
+        out[start:stop] = unit(centers[labels] + 0.06 * rng.standard_normal((stop - start, dim), dtype=np.float32))
+    return out[:n], out[n:]
+
+
+# ---- helpers ----------------------------------------------------------------------------
+def factory_for(kind: str, n: int) -> str:
+    if kind == "IVF-PQ":
+        return f"IVF{1024 if n <= 200_000 else 4096},PQ32"
+    return kind
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f[f >= 0]) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
+
+
+def qps(search_one: Any, queries: np.ndarray, threads: int) -> tuple[float, np.ndarray]:
+    """Queries per second, one query per call, from `threads` Python threads (FAISS itself single-threaded)."""
+    found = np.full((len(queries), K), -1, dtype=np.int64)
+    parts = np.array_split(np.arange(len(queries)), threads)
+
+    def work(rows: np.ndarray) -> None:
+        for r in rows:
+            found[r] = search_one(queries[r : r + 1])
+
+    search_one(queries[:1])  # warm-up
+    start = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(rows,)) for rows in parts]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return len(queries) / (time.perf_counter() - start), found
+
+
+def search_params(factory: str) -> dict[str, int]:
+    if factory.startswith("HNSW"):
+        return {"ef_search": HNSW_EF}
+    if factory.startswith("IVF"):
+        return {"nprobe": IVF_NPROBE}
+    return {}
+
+
+def raw_params(index: Any, factory: str) -> Any:
+    if factory.startswith("HNSW"):
+        return faiss.SearchParametersHNSW(efSearch=HNSW_EF)
+    if factory.startswith("IVF"):
+        return faiss.SearchParametersIVF(nprobe=IVF_NPROBE)
+    return None
+
+
+# ---- one index type ---------------------------------------------------------------------
+def bench_raw(factory: str, xb: np.ndarray, queries: np.ndarray, truth: np.ndarray, train: np.ndarray) -> dict:
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    rss0, start = rss_mb(), time.perf_counter()
+    index = faiss.index_factory(xb.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        index.train(train)
+    index.add(xb)
+    build_s, memory = time.perf_counter() - start, rss_mb() - rss0
+    params = raw_params(index, factory)
+    faiss.omp_set_num_threads(1)
+
+    def one(q: np.ndarray) -> np.ndarray:
+        return index.search(q, K, params=params)[1][0] if params else index.search(q, K)[1][0]
+
+    q1, found = qps(one, queries, 1)
+    q2, _ = qps(one, queries, 2)
+    index = None
+    gc.collect()
+    return {"build_s": build_s, "memory_mb": memory, "qps_1t": q1, "qps_2t": q2, "recall_at_10": recall(found, truth)}
+
+
+def bench_tessera(factory: str, xb: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict:
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    root = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
+    try:
+        rss0, start = rss_mb(), time.perf_counter()
+        corpus = Corpus.create(
+            root / "c",
+            name="bench",
+            space="bench@1",
+            modality="vector",
+            dim=xb.shape[1],
+            index=IndexConfig(factory=factory, use_gpu=False),
+        )
+        step = 50_000
+        for s in range(0, len(xb), step):
+            corpus.upsert([Item(id=str(i), vector=xb[i]) for i in range(s, min(s + step, len(xb)))])
+        ingest_s = time.perf_counter() - start
+        corpus.wait_idle()
+        if factory != "Flat" and corpus.ann is None:
+            corpus.rebuild()
+        build_s, memory = time.perf_counter() - start, rss_mb() - rss0
+        params = search_params(factory)
+        faiss.omp_set_num_threads(1)
+        torch.set_num_threads(1)
+
+        def one(q: np.ndarray) -> np.ndarray:
+            return corpus.search_slots(q, K, **params)[1][0]
+
+        q1, found = qps(one, queries, 1)
+        q2, _ = qps(one, queries, 2)
+        torch.set_num_threads(os.cpu_count() or 1)
+        searching = corpus.describe()["index"]["searching"]
+        corpus.wait_idle()
+        corpus.wal.close()
+        corpus = None
+        gc.collect()
+        return {
+            "build_s": build_s,
+            "ingest_s": ingest_s,
+            "memory_mb": memory,
+            "qps_1t": q1,
+            "qps_2t": q2,
+            "recall_at_10": recall(found, truth),
+            "searching": searching,
+        }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- batched exact ------------------------------------------------------------------------
+def best_of(fn: Any, rounds: int = 3) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def bench_batched_exact(xb: np.ndarray, queries: np.ndarray) -> dict:
+    threads = os.cpu_count() or 1
+    faiss.omp_set_num_threads(threads)
+    torch.set_num_threads(threads)
+    q = queries[:BATCH_QUERIES]
+    matmul_s = best_of(lambda: q @ xb.T)
+    scores = torch.from_numpy(q @ xb.T)
+    topk_s = best_of(lambda: torch.topk(scores, K, dim=1))
+    scores = None
+    limit_s = matmul_s + topk_s
+    flat = faiss.IndexFlatIP(xb.shape[1])
+    flat.add(xb)
+    default_bs = faiss.cvar.distance_compute_blas_database_bs
+    faiss_s = best_of(lambda: flat.search(q, K))
+    faiss_blocks = {}
+    for bs in (16_384, 262_144):
+        faiss.cvar.distance_compute_blas_database_bs = bs
+        faiss_blocks[str(bs)] = best_of(lambda: flat.search(q, K))
+    faiss.cvar.distance_compute_blas_database_bs = default_bs
+    tessera_s = best_of(lambda: exact_topk(xb, q, K))
+    _, ours = exact_topk(xb, q, K)
+    _, theirs = flat.search(q, K)
+    flat = None
+    return {
+        "queries": len(q),
+        "threads": threads,
+        "matmul_s": matmul_s,
+        "topk_s": topk_s,
+        "limit_s": limit_s,
+        "faiss_flat_s": faiss_s,
+        "faiss_flat_database_bs_default": default_bs,
+        "faiss_flat_s_by_database_bs": faiss_blocks,
+        "tessera_s": tessera_s,
+        "ratio_tessera_to_limit": tessera_s / limit_s,
+        "ratio_faiss_to_limit": faiss_s / limit_s,
+        "speedup_vs_faiss": faiss_s / tessera_s,
+        "same_ids_as_faiss": float((ours == theirs).mean()),
+    }
+
+
+def run(sizes: list[int], kinds: list[str], out: Path) -> dict:
+    results: dict[str, Any] = {
+        "benchmark": "index_bench",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "faiss": faiss.__version__,
+            "torch": torch.__version__,
+        },
+        "k": K,
+        "hnsw_ef_search": HNSW_EF,
+        "ivf_nprobe": IVF_NPROBE,
+        "overhead_ratio_is": "raw_qps / tessera_qps (1.0 = no overhead; bar <= 1.10)",
+        "runs": [],
+        "batched_exact": [],
+    }
+    for n in sizes:
+        if n <= 200_000:
+            xb, queries = minilm_vectors(n, N_QUERIES)
+            data = "minilm-real-sentences"
+        else:
+            xb, queries = clustered_vectors(n, N_QUERIES)
+            data = "clustered-synthetic"
+        _, truth = exact_topk(xb, queries, K)
+        train = xb[np.sort(np.random.default_rng(n).choice(n, min(n, 100_000), replace=False))]
+        for kind in tqdm(kinds, desc=f"{n:,} vectors"):
+            factory = factory_for(kind, n)
+            nq = N_QUERIES_FLAT_1M if (kind == "Flat" and n > 200_000) else len(queries)
+            raw = bench_raw(factory, xb, queries[:nq], truth[:nq], train)
+            ours = bench_tessera(factory, xb, queries[:nq], truth[:nq])
+            row = {
+                "n": n,
+                "dim": xb.shape[1],
+                "data": data,
+                "index": kind,
+                "factory": factory,
+                "queries": nq,
+                "raw_build_s": raw["build_s"],
+                "tessera_build_s": ours["build_s"],
+                "tessera_ingest_s": ours["ingest_s"],
+                "raw_memory_mb": raw["memory_mb"],
+                "tessera_memory_mb": ours["memory_mb"],
+                "raw_recall_at_10": raw["recall_at_10"],
+                "recall_at_10": ours["recall_at_10"],
+                "raw_qps_1t": raw["qps_1t"],
+                "qps_1t": ours["qps_1t"],
+                "raw_qps_2t": raw["qps_2t"],
+                "qps_2t": ours["qps_2t"],
+                "ratio_1t": raw["qps_1t"] / ours["qps_1t"],
+                "ratio_2t": raw["qps_2t"] / ours["qps_2t"],
+                "tessera_searching": ours["searching"],
+            }
+            results["runs"].append(row)
+            print(json.dumps(row), flush=True)
+            out.write_text(json.dumps(results, indent=2))
+        batched = {"n": n, "data": data, **bench_batched_exact(xb, queries)}
+        results["batched_exact"].append(batched)
+        print(json.dumps(batched), flush=True)
+        out.write_text(json.dumps(results, indent=2))
+        del xb, queries, train
+        gc.collect()
+    results["max_ratio"] = max(max(r["ratio_1t"], r["ratio_2t"]) for r in results["runs"])
+    out.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="corpus sizes")
+    parser.add_argument(
+        "--indexes",
+        nargs="+",
+        default=["Flat", "HNSW32", "IVF-PQ"],
+        help="index types: Flat, HNSW32, IVF-PQ, or any FAISS factory string",
+    )
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "index_bench.json")
+    args = parser.parse_args(argv)
+    run(args.sizes, args.indexes, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""How a corpus indexes its vectors: a FAISS factory string or "auto", and its search defaults."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+AUTO = "auto"
+EXACT = "Flat"
+# Below this many vectors "auto" searches exactly; above it an ANN index pays for itself.
+ANN_THRESHOLD = 100_000
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    factory: str = AUTO  # any faiss.index_factory string, e.g. "Flat", "HNSW32", "IVF4096,PQ32", or "auto"
+    nprobe: int | None = None  # IVF lists probed per query unless the query says otherwise
+    ef_search: int | None = None  # HNSW beam width unless the query says otherwise
+    use_gpu: bool = True  # move the index to the GPU when faiss sees one
+    ann_threshold: int = ANN_THRESHOLD  # "auto" switches from exact to ANN at this size
+    rebuild_tombstone_ratio: float = 0.25  # rebuild in the background once this share of an index is dead
+    refine: int = 1  # an ANN index fetches refine*k candidates, re-ranked by exact cosine on the stored vectors
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> IndexConfig:
+        data = dict(data or {})
+        known = {k: data.pop(k) for k in list(data) if k in cls.__dataclass_fields__}
+        if data:
+            raise ValueError(f"unknown index settings: {', '.join(sorted(data))}")
+        config = cls(**known)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not isinstance(self.factory, str) or not self.factory.strip():
+            raise ValueError("index factory must be a FAISS factory string such as 'Flat' or 'HNSW32', or 'auto'")
+        for name in ("nprobe", "ef_search", "refine"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0 < self.rebuild_tombstone_ratio <= 1:
+            raise ValueError("rebuild_tombstone_ratio must be in (0, 1]")
+
+
+def auto_factory(n_vectors: int, threshold: int = ANN_THRESHOLD) -> str:
+    """Exact below `threshold`; above it IVF with ~4*sqrt(n) lists over 8-bit scalar codes.
+
+    IVF-SQ8 builds in seconds even on two cores (HNSW over 1M vectors takes many
+    minutes) and keeps a quarter of the memory of the floats. The corpus keeps the
+    float vectors anyway, so every returned hit is re-scored by exact cosine.
+    """
+    if n_vectors < threshold:
+        return EXACT
+    nlist = 1 << round(math.log2(4 * math.sqrt(n_vectors)))
+    return f"IVF{nlist},SQ8"
+
+
+def is_exact(factory: str) -> bool:
+    return factory.replace(" ", "") in ("Flat", "IDMap,Flat", "IDMap2,Flat")

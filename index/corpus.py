@@ -1,0 +1,569 @@
+"""One corpus on disk: a manifest, a write-ahead log, snapshots, and the FAISS index over its vectors.
+
+Writes are validated, logged and fsync'd, then applied; a single writer mutex
+keeps the log's order the order they were applied in. Searches share a
+readers-writer lock with the short in-memory part of a write, so an fsync never
+stalls them. Until an ANN index exists (small corpora, untrained IVF, a build in
+progress) searches are exact over the stored vectors, which is always correct.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .ann import AnnIndex
+from .config import IndexConfig, auto_factory, is_exact
+from .exact import exact_topk
+from .filters import compile_filter
+from .items import Item, ItemError, metadata_of, payload_table, validate_items
+from .locks import ReadWriteLock
+from .records import Delete, Upsert, decode, encode_delete, encode_upsert
+from .snapshot import read_snapshot, write_json_atomic, write_snapshot
+from .store import ItemStore
+from .wal import WriteAheadLog
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+WAL_FILE = "wal.log"
+SNAPSHOTS = "snapshots"
+FORMAT = 1
+# Below this share of admitted rows a filtered search is exact over those rows: graph and IVF
+# searches lose recall when most neighbours are filtered out, and the subset is small.
+SELECTIVE_FILTER_SHARE = 0.02
+TRAINING_SAMPLE_MAX = 100_000
+AUTO_REBUILD_GROWTH = 4  # "auto" re-sizes its ANN index after the corpus grows this many times over
+SNAPSHOT_WAL_BYTES = 256 << 20
+
+
+class CorpusError(RuntimeError):
+    """A corpus-level failure a caller can act on (read-only, wrong format)."""
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float  # exact cosine between the query and the item
+    metadata: dict[str, Any] = field(default_factory=dict)
+    text: str | None = None
+    uri: str | None = None
+
+
+@dataclass
+class WriteResult:
+    count: int  # items written or deleted
+    seqno: int  # the log record that made it durable
+
+
+class Corpus:
+    def __init__(self, path: Path, manifest: dict[str, Any], *, read_only: bool = False) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.name: str = manifest["name"]
+        self.space_id: str = manifest["space"]
+        self.modality: str = manifest["modality"]
+        self.dim: int = int(manifest["dim"])
+        self.similarity: str = manifest.get("similarity", "cosine")
+        self.config = IndexConfig.from_json(manifest.get("index"))
+        self.read_only = read_only
+        self.store = ItemStore(self.dim)
+        self.ann: AnnIndex | None = None
+        self._ann_dead = 0  # retired slots still inside an index that cannot remove them
+        self._built_count = 0
+        self._rw = ReadWriteLock()
+        self._write_mutex = threading.Lock()
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"corpus-{self.name}")
+        self._pending: list[Future[Any]] = []
+        self._building = False
+        self._closed = False
+        self.recovery: dict[str, Any] = {}
+        self._unsnapshotted = 0  # log records not yet in a snapshot
+        self._load()
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        name: str,
+        space: str,
+        modality: str,
+        dim: int,
+        similarity: str = "cosine",
+        index: IndexConfig | None = None,
+    ) -> Corpus:
+        path = Path(path)
+        if (path / MANIFEST).exists():
+            raise FileExistsError(f"corpus {name!r} already exists at {path}")
+        config = index or IndexConfig()
+        config.validate()
+        if not is_exact(config.factory) and config.factory != "auto":
+            AnnIndex(config.factory, dim)  # fail now, not at the first write, on a bad factory string
+        path.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "format": FORMAT,
+            "name": name,
+            "space": space,
+            "modality": modality,
+            "dim": dim,
+            "similarity": similarity,
+            "index": config.to_json(),
+            "created_at": time.time(),
+            "snapshot": None,
+            "snapshot_seqno": 0,
+            "built_factory": None,
+        }
+        write_json_atomic(path / MANIFEST, manifest)
+        return cls(path, manifest)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, read_only: bool = False) -> Corpus:
+        path = Path(path)
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise CorpusError(f"no corpus at {path} (missing {MANIFEST})") from None
+        if manifest.get("format") != FORMAT:
+            raise CorpusError(f"corpus at {path} has format {manifest.get('format')}; this Tessera reads {FORMAT}")
+        return cls(path, manifest, read_only=read_only)
+
+    def _load(self) -> None:
+        snapshot = self.manifest.get("snapshot")
+        if snapshot:
+            loaded = read_snapshot(self.path / SNAPSHOTS / snapshot, self.dim, mmap=self.read_only)
+            self.store.load(loaded.vectors, loaded.payload, loaded.slots)
+            built = self.manifest.get("built_factory")
+            if loaded.index_path is not None and built:
+                self.ann = AnnIndex.load(built, self.dim, loaded.index_path, mmap=self.read_only)
+                self._ann_dead = self.ann.ntotal - self.store.count if not self.ann.supports_remove() else 0
+                self._built_count = self.store.count
+        self.wal = WriteAheadLog(self.path / WAL_FILE)
+        replayed = 0
+        after = int(self.manifest.get("snapshot_seqno", 0))
+        for seqno, payload in self.wal.replay():
+            if seqno <= after:
+                continue  # already in the snapshot: the crash came between snapshot and log reset
+            self._apply(decode(payload, self.dim))
+            replayed += 1
+        self._unsnapshotted = replayed
+        torn = self.wal.report.torn_bytes
+        self.recovery = {"snapshot": snapshot, "replayed": replayed, "torn_bytes": torn}
+        if torn:
+            log.warning(
+                "corpus %s: dropped a torn record (%d bytes) at the end of its log; "
+                "it was never acknowledged. %d records replayed.",
+                self.name,
+                torn,
+                replayed,
+            )
+        if self.ann is not None and self.config.use_gpu:
+            self.ann.to_gpu()
+        if not self.read_only:
+            self._maybe_build()
+
+    def close(self) -> None:
+        """Finish background work and snapshot what the log holds, so the next open is fast."""
+        if self._closed:
+            return
+        self.wait_idle()
+        if not self.read_only and self._unsnapshotted:
+            self.snapshot()
+        self._background.shutdown(wait=True)
+        self.wal.close()
+        self._closed = True
+
+    def __enter__(self) -> Corpus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- writes --------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise CorpusError(
+                f"corpus {self.name!r} is open read-only (memory-mapped); reopen it writable to change it"
+            )
+        if self._closed:
+            raise CorpusError(f"corpus {self.name!r} is closed")
+
+    def upsert(self, items: Sequence[Item]) -> WriteResult:
+        """Insert or replace items by id; durable (fsync'd) when this returns."""
+        self._check_writable()
+        if not items:
+            return WriteResult(0, self.wal.next_seqno - 1)
+        _, vectors = validate_items(items, self.dim)
+        payload = payload_table(items)
+        with self._write_mutex:
+            self.store.check_schema(payload)
+            record = Upsert(payload, vectors)
+            seqno = self.wal.append([encode_upsert(record)])
+            self._unsnapshotted += 1
+            with self._rw.write():
+                self._apply(record)
+        self._after_write()
+        return WriteResult(len(items), seqno)
+
+    def delete(self, ids: Sequence[str] | None = None, filter: Mapping[str, Any] | None = None) -> WriteResult:
+        """Delete by ids, or by a metadata filter (resolved to ids, which are what the log records)."""
+        self._check_writable()
+        if (ids is None) == (filter is None):
+            raise ValueError("delete takes ids or a filter, not both and not neither")
+        compiled = compile_filter(filter) if filter is not None else None
+        if filter is not None and compiled is None:
+            raise ValueError("an empty filter would delete everything; use drop to remove a whole corpus")
+        with self._write_mutex:
+            if compiled is not None:
+                with self._rw.read():
+                    mask = self.store.slot_mask(compiled.mask(self.store.metadata_table()))
+                    rows = self.store.rows(np.flatnonzero(mask))
+                targets = [r["id"] for r in rows]
+            else:
+                targets = [i for i in dict.fromkeys(ids or []) if i in self.store.slot_of]
+            if not targets:
+                return WriteResult(0, self.wal.next_seqno - 1)
+            record = Delete(targets)
+            seqno = self.wal.append([encode_delete(record)])
+            self._unsnapshotted += 1
+            with self._rw.write():
+                self._apply(record)
+        self._after_write()
+        return WriteResult(len(targets), seqno)
+
+    def _apply(self, record: Upsert | Delete) -> None:
+        if isinstance(record, Upsert):
+            slots, retired = self.store.append(record.payload, record.vectors)
+            if self.ann is not None:
+                self.ann.add(record.vectors, slots)
+        else:
+            retired = self.store.remove(record.ids)
+        if self.ann is not None and len(retired):
+            if self.ann.supports_remove():
+                self.ann.remove(retired)
+            else:
+                self._ann_dead += len(retired)
+
+    def _after_write(self) -> None:
+        self._maybe_build()
+        if self.wal_bytes() > SNAPSHOT_WAL_BYTES:
+            self._submit(self.snapshot)
+
+    # ---- index building ------------------------------------------------------------------
+    def target_factory(self) -> str:
+        if self.config.factory == "auto":
+            return auto_factory(self.store.count, self.config.ann_threshold)
+        return self.config.factory
+
+    def _needs_build(self) -> bool:
+        target = self.target_factory()
+        if is_exact(target):
+            return False
+        if self.ann is None:
+            return self.store.count >= _training_size(target, self.dim)
+        if self._ann_dead and self._ann_dead > self.config.rebuild_tombstone_ratio * max(1, self.ann.ntotal):
+            return True
+        return self.config.factory == "auto" and self.store.count >= AUTO_REBUILD_GROWTH * max(1, self._built_count)
+
+    def _maybe_build(self) -> None:
+        if not self._building and self._needs_build():
+            self._building = True
+            self._submit(self._build_index)
+
+    def _submit(self, fn: Any) -> None:
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(self._background.submit(fn))
+
+    def wait_idle(self) -> None:
+        """Wait for background builds and snapshots; re-raises their errors."""
+        while self._pending:
+            self._pending.pop(0).result()
+
+    def rebuild(self) -> None:
+        """Build the index for the target factory now, from the live items (compacts tombstones)."""
+        self._check_writable()
+        self.wait_idle()
+        self._building = True
+        self._build_index(force=True)
+
+    def _build_index(self, force: bool = False) -> None:
+        try:
+            with self._rw.read():
+                factory = self.target_factory()
+                if is_exact(factory):
+                    self.ann = None
+                    return
+                live = self.store.live_slots()
+                n_at_start = self.store.n_slots
+                vectors = self.store.vectors[live]
+            index = AnnIndex(factory, self.dim)
+            if not index.is_trained:
+                if len(live) < (index.min_training_size() if force else index.training_size()):
+                    if not force:
+                        return
+                    raise CorpusError(
+                        f"{factory} needs at least {index.min_training_size()} vectors to train (FAISS advises "
+                        f"{index.training_size()}) and corpus {self.name!r} has {len(live)}; "
+                        "searches stay exact until it has enough"
+                    )
+                rng = np.random.default_rng(len(live))
+                take = min(len(live), max(index.training_size(), TRAINING_SAMPLE_MAX))
+                index.train(vectors[np.sort(rng.choice(len(live), take, replace=False))])
+            index.add(vectors, live)
+            del vectors
+            with self._write_mutex, self._rw.write():
+                # Catch up with writes made while building: new slots in, retired ones out.
+                new = np.arange(n_at_start, self.store.n_slots)
+                new = new[self.store.alive[new]]
+                index.add(self.store.vectors[new], new)
+                gone = live[~self.store.alive[live]]
+                dead = 0
+                if index.supports_remove():
+                    index.remove(gone)
+                else:
+                    dead = len(gone)
+                if self.config.use_gpu:
+                    index.to_gpu()
+                self.ann, self._ann_dead, self._built_count = index, dead, self.store.count
+                self.manifest["built_factory"] = factory
+            log.info("corpus %s: built %s over %d vectors", self.name, factory, len(live) + len(new))
+        finally:
+            self._building = False
+
+    # ---- reads ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.store.count
+
+    def get(self, ids: Sequence[str], *, with_vectors: bool = True) -> list[Item]:
+        """Items by id, in the order asked; ids not in the corpus are left out."""
+        with self._rw.read():
+            found = [(i, self.store.slot_of[i]) for i in ids if i in self.store.slot_of]
+            slots = np.asarray([s for _, s in found], dtype=np.int64)
+            rows = self.store.rows(slots) if len(slots) else []
+            vectors = self.store.vectors[slots] if with_vectors and len(slots) else None
+        return [
+            Item(
+                id=row["id"],
+                vector=None if vectors is None else vectors[n],
+                text=row.get("text"),
+                data=row.get("data"),
+                uri=row.get("uri"),
+                metadata=metadata_of(row),
+            )
+            for n, row in enumerate(rows)
+        ]
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        exact: bool = False,
+        normalize: bool = True,
+        with_payload: bool = True,
+    ) -> list[list[Hit]]:
+        """Top-k items per query row by cosine. Scores are exact cosines even when an ANN index picked them."""
+        scores, slots = self.search_slots(
+            queries, k, filter=filter, nprobe=nprobe, ef_search=ef_search, exact=exact, normalize=normalize
+        )
+        return self.hits(scores, slots, with_payload=with_payload)
+
+    def search_slots(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        exact: bool = False,
+        normalize: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, slots) arrays, (n_queries, k); -1 slots pad results shorter than k.
+
+        Queries are L2-normalised first so scores are cosines; composite Symile
+        queries pass `normalize=False` to keep the multilinear inner product.
+        """
+        queries = self._check_queries(queries, normalize)
+        if k.__class__ is not int or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        compiled = compile_filter(filter) if filter else None
+        with self._rw.read():
+            store = self.store
+            allowed: np.ndarray | None = None
+            if compiled is not None:
+                allowed = store.slot_mask(compiled.mask(store.metadata_table()))
+            elif store.n_slots != len(store.slot_of):
+                allowed = store.alive[: store.n_slots]
+            ann = self.ann
+            vectors = store.vectors[: store.n_slots]
+            if (
+                exact
+                or ann is None
+                or (allowed is not None and allowed.sum() <= SELECTIVE_FILTER_SHARE * len(store.slot_of))
+            ):
+                return exact_topk(vectors, queries, k, allowed)
+            ann_allowed = allowed if (compiled is not None or self._ann_dead) else None
+            refine = self.config.refine
+            result = ann.search(
+                queries,
+                k * refine,
+                allowed=ann_allowed,
+                nprobe=nprobe or self.config.nprobe,
+                ef_search=ef_search or self.config.ef_search,
+            )
+            if ann.exact_scores and refine == 1:
+                return result.scores, result.slots
+            return _rescore(vectors, queries, result.slots, k)
+
+    def hits(self, scores: np.ndarray, slots: np.ndarray, *, with_payload: bool = True) -> list[list[Hit]]:
+        out: list[list[Hit]] = []
+        with self._rw.read():
+            for row_scores, row_slots in zip(scores, slots, strict=True):
+                keep = row_slots >= 0
+                found = row_slots[keep]
+                rows = self.store.rows(found) if len(found) else []
+                out.append(
+                    [
+                        Hit(
+                            id=row["id"],
+                            score=float(score),
+                            metadata=metadata_of(row) if with_payload else {},
+                            text=row.get("text") if with_payload else None,
+                            uri=row.get("uri") if with_payload else None,
+                        )
+                        for row, score in zip(rows, row_scores[keep], strict=True)
+                    ]
+                )
+        return out
+
+    def _check_queries(self, queries: np.ndarray, normalize: bool) -> np.ndarray:
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim == 1:
+            queries = queries[None, :]
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ItemError(f"query vectors have shape {queries.shape}; corpus {self.name!r} stores {self.dim}-d")
+        # One pass: NaN or infinity anywhere makes the squared norm non-finite.
+        squared = np.einsum("ij,ij->i", queries, queries)
+        if not math.isfinite(squared.sum()):
+            raise ItemError("query vector contains NaN or infinity (or values too large to square)")
+        if normalize:
+            if not squared.all():
+                raise ItemError("query vector is all zeros and has no direction")
+            queries = queries / np.sqrt(squared)[:, None]
+        return queries if queries.flags.c_contiguous else np.ascontiguousarray(queries)
+
+    def sample_vectors(self, n: int, seed: int = 0) -> np.ndarray:
+        """Up to n live vectors chosen at random (for calibration statistics)."""
+        with self._rw.read():
+            live = self.store.live_slots()
+            if len(live) > n:
+                live = np.sort(np.random.default_rng(seed).choice(live, n, replace=False))
+            return np.array(self.store.vectors[live])
+
+    # ---- snapshots and description -------------------------------------------------------
+    def snapshot(self) -> str:
+        """Write vectors, payloads and the index, switch the manifest to them, then empty the log."""
+        self._check_writable()
+        with self._write_mutex:
+            seqno = self.wal.next_seqno - 1
+            name = f"snap-{seqno:012d}"
+            with self._rw.read():
+                payload, slots = self.store.live_payload()
+                vectors = self.store.vectors[: self.store.n_slots]
+                ann = self.ann
+                write_snapshot(
+                    self.path / SNAPSHOTS / name,
+                    vectors,
+                    payload,
+                    slots,
+                    write_index=ann.save if ann is not None else None,
+                )
+            old = self.manifest.get("snapshot")
+            self.manifest.update(snapshot=name, snapshot_seqno=seqno, built_factory=ann.factory if ann else None)
+            write_json_atomic(self.path / MANIFEST, self.manifest)
+            self.wal.reset()
+            self._unsnapshotted = 0
+            if old and old != name:
+                shutil.rmtree(self.path / SNAPSHOTS / old, ignore_errors=True)
+        return name
+
+    def wal_bytes(self) -> int:
+        try:
+            return (self.path / WAL_FILE).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def bytes_on_disk(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    def describe(self) -> dict[str, Any]:
+        with self._rw.read():
+            ann = self.ann
+            return {
+                "name": self.name,
+                "space": self.space_id,
+                "modality": self.modality,
+                "similarity": self.similarity,
+                "dim": self.dim,
+                "count": self.store.count,
+                "index": {
+                    "factory": self.config.factory,
+                    "target": self.target_factory(),
+                    "built": ann.factory if ann else None,
+                    "searching": ann.factory if ann else "exact",
+                    "tombstones": self._ann_dead + (self.store.n_dead if ann is None else 0),
+                    "gpu": bool(ann and ann.on_gpu),
+                    "gpu_note": ann.gpu_note if ann else "",
+                    "building": self._building,
+                },
+                "read_only": self.read_only,
+                "bytes_on_disk": self.bytes_on_disk(),
+                "wal_bytes": self.wal_bytes(),
+                "recovery": self.recovery,
+            }
+
+
+@functools.lru_cache(maxsize=64)
+def _training_size(factory: str, dim: int) -> int:
+    return AnnIndex(factory, dim).training_size()
+
+
+def _rescore(vectors: np.ndarray, queries: np.ndarray, slots: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosines for ANN candidates, best first, cut to k."""
+    if len(queries) == 1 and slots.min() >= 0:  # the common one-query call, without 3-d temporaries
+        found = slots[0]
+        scores = vectors[found] @ queries[0]
+        order = np.argsort(-scores, kind="stable")[:k]
+        return scores[order][None].astype(np.float32), found[order][None]
+    safe = np.maximum(slots, 0)
+    scores = np.einsum("qkd,qd->qk", vectors[safe], queries)
+    scores[slots < 0] = -np.inf
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, 1).astype(np.float32), np.take_along_axis(slots, order, 1)
+
+
+def drop_corpus_dir(path: Path) -> None:
+    if not (path / MANIFEST).exists():
+        raise CorpusError(f"no corpus at {path}")
+    shutil.rmtree(path)
+
+
+__all__ = ["Corpus", "CorpusError", "Hit", "Item", "ItemError", "WriteResult", "drop_corpus_dir"]

@@ -1,0 +1,101 @@
+"""Snapshot files of a corpus: vectors as an Arrow IPC file (memory-mappable), payloads as Parquet.
+
+A snapshot is written into a temporary directory and renamed into place, then
+the manifest is switched to it atomically; only after that is the log emptied.
+A crash at any point leaves either the old snapshot plus the full log, or the
+new snapshot plus a log whose older records replay as no-ops (their seqnos are
+at or below the snapshot's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .records import vector_column, vectors_of
+
+VECTORS = "vectors.arrow"
+PAYLOAD = "payload.parquet"
+INDEX = "index.faiss"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def write_snapshot(
+    directory: Path,
+    vectors: np.ndarray,
+    payload: pa.Table,
+    slots: np.ndarray,
+    write_index: Any | None = None,
+) -> None:
+    """Write vectors (every slot, in order), live payloads with their slots, and optionally the index."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    table = pa.table({"vector": vector_column(vectors)}) if len(vectors) else None
+    schema = pa.schema([("vector", pa.list_(pa.float32(), vectors.shape[1]))])
+    with pa.OSFile(str(tmp / VECTORS), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        if table is not None:
+            writer.write_table(table, max_chunksize=max(1, len(vectors)))
+    pq.write_table(payload.append_column("slot", pa.array(slots, pa.int64())), tmp / PAYLOAD)
+    if write_index is not None:
+        write_index(tmp / INDEX)
+    for name in os.listdir(tmp):
+        _fsync_file(tmp / name)
+    fsync_dir(tmp)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+    fsync_dir(directory.parent)
+
+
+@dataclass
+class LoadedSnapshot:
+    vectors: np.ndarray
+    payload: pa.Table
+    slots: np.ndarray
+    index_path: Path | None
+
+
+def read_snapshot(directory: Path, dim: int, *, mmap: bool) -> LoadedSnapshot:
+    """With `mmap`, the vectors stay on disk, paged in on demand and read-only."""
+    source = pa.memory_map(str(directory / VECTORS)) if mmap else pa.OSFile(str(directory / VECTORS))
+    table = pa.ipc.open_file(source).read_all()
+    if table.num_rows:
+        vectors = vectors_of(table.column("vector"), dim)
+        if not mmap:
+            vectors = np.array(vectors, dtype=np.float32)
+    else:
+        vectors = np.empty((0, dim), dtype=np.float32)
+    payload = pq.read_table(directory / PAYLOAD)
+    slots = payload.column("slot").to_numpy().astype(np.int64)
+    index_path = directory / INDEX
+    return LoadedSnapshot(vectors, payload.drop_columns(["slot"]), slots, index_path if index_path.exists() else None)
