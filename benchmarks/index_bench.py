@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 import embedder  # noqa: F401  (before transformers: installs the torchvision shim)
+from index.ann import AnnIndex
 from index.config import IndexConfig
 from index.corpus import Corpus
 from index.exact import exact_topk
@@ -282,9 +283,11 @@ def run(sizes: list[int], kinds: list[str], out: Path) -> dict:
             xb, queries = clustered_vectors(n, N_QUERIES)
             data = "clustered-synthetic"
         _, truth = exact_topk(xb, queries, K)
-        train = xb[np.sort(np.random.default_rng(n).choice(n, min(n, 100_000), replace=False))]
         for kind in tqdm(kinds, desc=f"{n:,} vectors"):
             factory = factory_for(kind, n)
+            # The same training-set size the corpus uses (FAISS's 39 per centroid, at least 100k).
+            take = min(n, max(AnnIndex(factory, xb.shape[1]).training_size(), 100_000))
+            train = xb[np.sort(np.random.default_rng(n).choice(n, take, replace=False))]
             nq = N_QUERIES_FLAT_1M if (kind == "Flat" and n > 200_000) else len(queries)
             raw = bench_raw(factory, xb, queries[:nq], truth[:nq], train)
             ours = bench_tessera(factory, xb, queries[:nq], truth[:nq])
@@ -317,7 +320,7 @@ def run(sizes: list[int], kinds: list[str], out: Path) -> dict:
         results["batched_exact"].append(batched)
         print(json.dumps(batched), flush=True)
         out.write_text(json.dumps(results, indent=2))
-        del xb, queries, train
+        del xb, queries
         gc.collect()
     results["max_ratio"] = max(max(r["ratio_1t"], r["ratio_2t"]) for r in results["runs"])
     out.write_text(json.dumps(results, indent=2))

@@ -57,6 +57,8 @@ def auto_factory(n_vectors: int, threshold: int = ANN_THRESHOLD) -> str:
     if n_vectors < threshold:
         return EXACT
     nlist = 1 << round(math.log2(4 * math.sqrt(n_vectors)))
+    # FAISS wants ~39 training points per list; a low threshold must not ask for more lists than that allows.
+    nlist = min(nlist, 1 << max(0, int(math.log2(max(1, n_vectors // 39)))))
     return f"IVF{nlist},SQ8"
 
 

@@ -1,0 +1,347 @@
+"""Corpora on real FAISS and real files: durability, restarts, torn logs, concurrency, index types."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.catalog import Catalog, CorpusExistsError, CorpusNotFoundError
+from index.config import IndexConfig, auto_factory
+from index.corpus import Corpus, CorpusError
+from index.exact import exact_topk
+from index.filters import FilterError
+from index.items import Item, ItemError
+
+REPO = Path(__file__).resolve().parents[1]
+DIM = 32
+
+
+def unit_rows(n: int, dim: int = DIM, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def items_for(vectors: np.ndarray, start: int = 0) -> list[Item]:
+    return [
+        Item(
+            id=f"item-{start + i}",
+            vector=v,
+            text=f"text {start + i}",
+            metadata={
+                "n": start + i,
+                "parity": "even" if (start + i) % 2 == 0 else "odd",
+                "tags": [f"t{(start + i) % 5}"],
+            },
+        )
+        for i, v in enumerate(vectors)
+    ]
+
+
+def new_corpus(path: Path, factory: str = "Flat", **config: object) -> Corpus:
+    return Corpus.create(
+        path, name="c", space="test@1", modality="text", dim=DIM, index=IndexConfig(factory=factory, **config)
+    )
+
+
+WRITER = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    sys.path.insert(0, {repo!r})
+    from index.corpus import Corpus
+    from index.config import IndexConfig
+    from index.items import Item
+    x = np.random.default_rng(0).standard_normal((10_000, {dim})).astype(np.float32)
+    c = Corpus.create({path!r}, name="c", space="test@1", modality="text", dim={dim},
+                      index=IndexConfig(factory="Flat"))
+    for s in range(0, 10_000, 1_000):
+        c.upsert([Item(id=f"item-{{i}}", vector=x[i], metadata={{"n": i}}) for i in range(s, s + 1_000)])
+    if {snapshot_midway}:
+        pass
+    print("acknowledged", flush=True)
+    os._exit(0)  # no close(), no snapshot: the restart must come from the log alone
+    """
+)
+
+
+@pytest.mark.parametrize("snapshot_first", [False, True])
+def test_ten_thousand_items_survive_a_process_restart(tmp_path: Path, snapshot_first: bool) -> None:
+    path = tmp_path / "c"
+    script = WRITER.format(repo=str(REPO), dim=DIM, path=str(path), snapshot_midway=snapshot_first)
+    if snapshot_first:
+        script = script.replace("    pass\n", "    pass\n").replace(
+            "if True:\n    pass", "if True:\n    c.snapshot()\n    c.upsert([Item(id='late', vector=x[0])])"
+        )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "acknowledged" in out.stdout
+    expected = np.random.default_rng(0).standard_normal((10_000, DIM)).astype(np.float32)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    with Corpus.open(path) as corpus:
+        assert len(corpus) == 10_000 + (1 if snapshot_first else 0)
+        got = corpus.get([f"item-{i}" for i in range(10_000)])
+        assert [g.id for g in got] == [f"item-{i}" for i in range(10_000)]
+        np.testing.assert_allclose(np.stack([g.vector for g in got]), expected, atol=1e-6)
+        assert got[1234].metadata == {"n": 1234}
+        assert corpus.recovery["replayed"] == (1 if snapshot_first else 10)
+        hit = corpus.search(expected[4321], 1)[0][0]
+        assert hit.id == "item-4321" and hit.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_torn_log_tail_is_dropped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    vectors = unit_rows(300)
+    corpus = new_corpus(tmp_path / "c")
+    for s in range(0, 300, 100):
+        corpus.upsert(items_for(vectors[s : s + 100], s))
+    corpus.wal.close()  # simulate a crash: no snapshot
+    with open(tmp_path / "c" / "wal.log", "ab") as log:
+        log.write(b"\x40\x00\x00\x00garbage from a write that never finished")
+    with caplog.at_level(logging.WARNING, logger="index.corpus"):
+        reopened = Corpus.open(tmp_path / "c")
+    assert "torn record" in caplog.text
+    assert reopened.recovery["torn_bytes"] > 0 and reopened.recovery["replayed"] == 3
+    assert len(reopened) == 300
+    reopened.upsert(items_for(unit_rows(1, seed=9), 300))  # the log is writable again after the cut
+    reopened.close()
+    assert len(Corpus.open(tmp_path / "c")) == 301
+
+
+def test_upsert_replaces_delete_by_ids_and_filter_get(tmp_path: Path) -> None:
+    vectors = unit_rows(100)
+    corpus = new_corpus(tmp_path / "c")
+    corpus.upsert(items_for(vectors))
+    corpus.upsert([Item(id="item-3", vector=vectors[50], metadata={"n": -3, "parity": "odd"})])
+    assert len(corpus) == 100
+    assert corpus.get(["item-3"])[0].metadata == {"n": -3, "parity": "odd"}
+    assert corpus.search(vectors[50], 2)[0][0].id in {"item-3", "item-50"}
+    assert corpus.search(vectors[3], 1)[0][0].id != "item-3"  # the old vector is gone
+    assert corpus.delete(ids=["item-1", "item-1", "nope"]).count == 1
+    deleted = corpus.delete(filter={"parity": {"eq": "even"}}).count
+    assert deleted == 50
+    assert len(corpus) == 49
+    assert all(h.metadata["parity"] == "odd" for h in corpus.search(vectors[:5], 20)[0])
+    assert corpus.get(["item-0", "item-5"])[0].id == "item-5"
+    corpus.close()
+    again = Corpus.open(tmp_path / "c")
+    assert len(again) == 49 and again.get(["item-3"])[0].metadata["n"] == -3
+
+
+def test_bad_writes_are_refused_and_nothing_is_lost(tmp_path: Path) -> None:
+    corpus = new_corpus(tmp_path / "c")
+    corpus.upsert(items_for(unit_rows(10)))
+    bad_vector = np.full(DIM, np.nan, dtype=np.float32)
+    cases = [
+        ([Item(id="x", vector=np.ones(DIM + 1))], "dimension 33"),
+        ([Item(id="x", vector=bad_vector)], "NaN"),
+        ([Item(id="x", vector=np.zeros(DIM))], "all zeros"),
+        ([Item(id="", vector=np.ones(DIM))], "non-empty"),
+        ([Item(id="x", vector=np.ones(DIM)), Item(id="x", vector=np.ones(DIM))], "twice"),
+        ([Item(id="x", vector=np.ones(DIM), metadata={"n": "a string"})], "holds int64"),
+        ([Item(id="x", vector=np.ones(DIM), metadata={"deep": {"a": 1}})], "JSON scalars"),
+        ([Item(id="x", vector=np.ones(DIM), metadata={"f": float("nan")})], "finite"),
+    ]
+    for items, message in cases:
+        with pytest.raises(ItemError, match=message):
+            corpus.upsert(items)
+    with pytest.raises(FilterError, match=r"filter\.n"):
+        corpus.delete(filter={"n": {"gtt": 3}})
+    with pytest.raises(ItemError, match="stores 32-d"):
+        corpus.search(np.ones(5), 3)
+    assert len(corpus) == 10
+    corpus.close()
+    assert len(Corpus.open(tmp_path / "c")) == 10
+
+
+def test_filtered_exact_search_equals_numpy_brute_force(tmp_path: Path) -> None:
+    vectors, queries = unit_rows(3000, seed=1), unit_rows(20, seed=2)
+    corpus = new_corpus(tmp_path / "c")
+    corpus.upsert(items_for(vectors))
+    corpus.delete(ids=[f"item-{i}" for i in range(0, 3000, 7)])
+    spec = {"or": [{"tags": {"in": ["t1", "t2"]}}, {"n": {"range": {"lt": 100}}}], "not": {"parity": {"eq": "odd"}}}
+    n = np.arange(3000)
+    keep = (np.isin(n % 5, [1, 2]) | (n < 100)) & (n % 2 == 0) & (n % 7 != 0)
+    for k in (1, 10, 50):
+        hits = corpus.search(queries, k, filter=spec)
+        scores = queries @ vectors.T
+        scores[:, ~keep] = -np.inf
+        truth = np.argsort(-scores, axis=1)[:, :k]
+        for q in range(len(queries)):
+            assert [h.id for h in hits[q]] == [f"item-{i}" for i in truth[q]]
+            np.testing.assert_allclose([h.score for h in hits[q]], scores[q, truth[q]], atol=1e-5)
+
+
+@pytest.mark.parametrize("factory", ["HNSW32", "IVF16,Flat", "IVF16,PQ8x4", "SQ8"])
+def test_ann_indexes_filters_deletes_and_restart(tmp_path: Path, factory: str) -> None:
+    vectors = unit_rows(4000, seed=3)
+    corpus = new_corpus(tmp_path / "c", factory, nprobe=16, ef_search=64)
+    corpus.upsert(items_for(vectors))
+    corpus.wait_idle()
+    assert corpus.describe()["index"]["searching"] == factory  # trained and built in the background
+    corpus.delete(ids=[f"item-{i}" for i in range(0, 4000, 2)])  # half: tombstones for HNSW
+    hits = corpus.search(vectors[:50], 10, filter={"tags": {"eq": "t1"}})
+    for row in hits:
+        assert row and all(h.metadata["tags"] == ["t1"] and h.metadata["parity"] == "odd" for h in row)
+        assert all(a.score >= b.score for a, b in itertools.pairwise(row))  # exact cosines, sorted
+    top1 = [corpus.search(vectors[i], 1, nprobe=16)[0][0].id for i in range(1, 200, 2)]
+    assert np.mean([t == f"item-{i}" for t, i in zip(top1, range(1, 200, 2), strict=True)]) >= 0.9
+    assert not any(corpus.search(vectors[i], 5)[0][0].id == f"item-{i}" for i in range(0, 100, 2))
+    corpus.close()
+    reopened = Corpus.open(tmp_path / "c")
+    assert reopened.describe()["index"]["searching"] == factory  # the index file came back, not rebuilt
+    assert len(reopened) == 2000
+    assert reopened.search(vectors[7], 1)[0][0].id == "item-7"
+
+
+def test_hnsw_tombstones_trigger_a_rebuild(tmp_path: Path) -> None:
+    vectors = unit_rows(2000, seed=4)
+    corpus = new_corpus(tmp_path / "c", "HNSW32", rebuild_tombstone_ratio=0.3)
+    corpus.upsert(items_for(vectors))
+    corpus.wait_idle()
+    corpus.delete(ids=[f"item-{i}" for i in range(500)])
+    assert corpus.describe()["index"]["tombstones"] == 500
+    corpus.delete(ids=[f"item-{i}" for i in range(500, 700)])  # 700 > 0.3 * 2000: rebuild in the background
+    corpus.wait_idle()
+    assert corpus.describe()["index"]["tombstones"] == 0
+    assert corpus.ann is not None and corpus.ann.ntotal == 1300
+    corpus.rebuild()
+    assert corpus.search(vectors[1999], 1)[0][0].id == "item-1999"
+
+
+def test_untrained_ivf_searches_exactly_until_it_can_train(tmp_path: Path) -> None:
+    corpus = new_corpus(tmp_path / "c", "IVF64,Flat")
+    corpus.upsert(items_for(unit_rows(500, seed=5)))
+    corpus.wait_idle()
+    assert corpus.describe()["index"]["searching"] == "exact"  # 500 < 39 * 64 advised training points
+    corpus.rebuild()  # an explicit rebuild trains on what there is (>= 64)
+    assert corpus.describe()["index"]["searching"] == "IVF64,Flat"
+    tiny = new_corpus(tmp_path / "tiny", "IVF64,Flat")
+    tiny.upsert(items_for(unit_rows(10, seed=6)))
+    with pytest.raises(CorpusError, match="needs at least 64"):
+        tiny.rebuild()
+
+
+def test_auto_index_is_exact_when_small_and_ann_when_large(tmp_path: Path) -> None:
+    assert auto_factory(99_999) == "Flat"
+    assert auto_factory(1_000_000).startswith("IVF4096")
+    corpus = new_corpus(tmp_path / "c", "auto", ann_threshold=2000)
+    corpus.upsert(items_for(unit_rows(1500, seed=7)))
+    corpus.wait_idle()
+    assert corpus.describe()["index"]["searching"] == "exact"
+    corpus.upsert(items_for(unit_rows(1500, seed=8), 1500))
+    corpus.wait_idle()
+    assert corpus.describe()["index"]["built"].startswith("IVF")
+
+
+def test_bad_factory_string_is_refused_at_create(tmp_path: Path) -> None:
+    from index.ann import IndexBuildError
+
+    with pytest.raises(IndexBuildError, match="IVFbogus"):
+        new_corpus(tmp_path / "c", "IVFbogus")
+
+
+def test_read_only_open_memory_maps_and_refuses_writes(tmp_path: Path) -> None:
+    vectors = unit_rows(1000, seed=9)
+    corpus = new_corpus(tmp_path / "c", "HNSW32")
+    corpus.upsert(items_for(vectors))
+    corpus.close()
+    ro = Corpus.open(tmp_path / "c", read_only=True)
+    assert not ro.store.vectors.flags.writeable  # pages of vectors.arrow, not a copy
+    assert ro.search(vectors[10], 1)[0][0].id == "item-10"
+    with pytest.raises(CorpusError, match="read-only"):
+        ro.upsert(items_for(vectors[:1]))
+
+
+def test_gpu_is_reported_not_assumed() -> None:
+    import faiss
+
+    from index.ann import AnnIndex
+
+    ann = AnnIndex("Flat", DIM)
+    moved = ann.to_gpu()
+    assert moved == (faiss.get_num_gpus() > 0)
+    if not moved:
+        assert ann.gpu_note == "faiss sees no GPU"
+
+
+def test_concurrent_upserts_and_searches_end_consistent(tmp_path: Path) -> None:
+    corpus = new_corpus(tmp_path / "c", "HNSW32")
+    vectors = unit_rows(4000, seed=10)
+    errors: list[BaseException] = []
+    seen_ids: set[str] = set()
+
+    def writer(w: int) -> None:
+        try:
+            for s in range(w * 1000, (w + 1) * 1000, 100):
+                corpus.upsert(items_for(vectors[s : s + 100], s))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            for i in range(200):
+                for hit in corpus.search(vectors[i * 7 % 4000], 5, filter={"parity": {"eq": "odd"}})[0]:
+                    assert hit.metadata["parity"] == "odd"
+                    seen_ids.add(hit.id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)] + [
+        threading.Thread(target=reader) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    corpus.wait_idle()
+    assert not errors, errors
+    assert len(corpus) == 4000 and corpus.describe()["count"] == 4000
+    assert len(corpus.get([f"item-{i}" for i in range(4000)])) == 4000
+    assert seen_ids <= {f"item-{i}" for i in range(4000)}
+    corpus.close()
+    assert len(Corpus.open(tmp_path / "c")) == 4000
+
+
+def test_exact_topk_matches_faiss_flat_and_pads() -> None:
+    import faiss
+
+    x, q = unit_rows(5000, 64, seed=11), unit_rows(40, 64, seed=12)
+    flat = faiss.IndexFlatIP(64)
+    flat.add(x)
+    want_d, want_i = flat.search(q, 10)
+    got_d, got_i = exact_topk(x, q, 10)
+    assert (got_i == want_i).mean() > 0.999
+    np.testing.assert_allclose(got_d, want_d, atol=1e-5)
+    allowed = np.zeros(5000, dtype=bool)
+    allowed[[3, 9]] = True
+    d, i = exact_topk(x, q[:1], 5, allowed)
+    assert sorted(i[0, :2]) == [3, 9] and (i[0, 2:] == -1).all() and np.isinf(d[0, 2:]).all()
+
+
+def test_catalog_create_list_describe_drop(tmp_path: Path) -> None:
+    with Catalog(tmp_path) as catalog:
+        catalog.create("texts", space="s@1", modality="text", dim=DIM)
+        catalog.create("pics", space="s@1", modality="image", dim=DIM, index={"factory": "HNSW32"})
+        with pytest.raises(CorpusExistsError):
+            catalog.create("texts", space="s@1", modality="text", dim=DIM)
+        with pytest.raises(ValueError, match="not allowed"):
+            catalog.create("../escape", space="s@1", modality="text", dim=DIM)
+        with pytest.raises(ValueError, match="unknown index settings"):
+            catalog.create("x", space="s@1", modality="text", dim=DIM, index={"fatcory": "Flat"})
+        catalog.get("texts").upsert(items_for(unit_rows(10)))
+        assert catalog.names() == ["pics", "texts"]
+        info = catalog.describe("texts")
+        assert info["count"] == 10 and info["dim"] == DIM and info["bytes_on_disk"] > 0
+        assert info["index"]["searching"] == "exact" and catalog.describe("pics")["index"]["factory"] == "HNSW32"
+        catalog.drop("pics")
+        with pytest.raises(CorpusNotFoundError, match="texts"):
+            catalog.get("pics")
+    with Catalog(tmp_path) as again:
+        assert again.names() == ["texts"] and len(again.get("texts")) == 10
