@@ -1,0 +1,129 @@
+"""Routing and fusion across corpora of one space, on real FAISS corpora with a built-in modality gap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.catalog import Catalog, CorpusNotFoundError
+from index.items import Item
+from index.routing import Query, QueryPart, Router, RoutingError, gram_volume
+
+DIM = 48
+CLASSES = 8
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture()
+def gapped(tmp_path: Path):
+    """Text and image corpora whose vectors share a class direction but sit in modality-specific cones.
+
+    Few texts per class (5) and many images (25): a text query's raw top-20 fills
+    up with texts of other classes before it reaches relevant images.
+    """
+    rng = np.random.default_rng(0)
+    classes = unit(rng.standard_normal((CLASSES, DIM)))
+    offsets = {"text": unit(rng.standard_normal(DIM)) * 1.5, "image": unit(rng.standard_normal(DIM)) * 1.5}
+    catalog = Catalog(tmp_path)
+    for modality, count in (("text", 40), ("image", 200)):
+        corpus = catalog.create(f"{modality}s", space="s@1", modality=modality, dim=DIM)
+        items = []
+        for i in range(count):
+            label = i % CLASSES
+            v = unit(classes[label] + offsets[modality] + 0.15 * rng.standard_normal(DIM))
+            items.append(Item(id=f"{modality}-{i}", vector=v, metadata={"label": label}))
+        corpus.upsert(items)
+    other = catalog.create("elsewhere", space="other@1", modality="text", dim=DIM)
+    other.upsert([Item(id="x", vector=unit(rng.standard_normal(DIM)))])
+    yield catalog, classes, offsets
+    catalog.close()
+
+
+def text_query(classes: np.ndarray, offsets: dict, label: int, **kw: object) -> Query:
+    return Query(parts=[QueryPart("text", unit(classes[label] + offsets["text"]))], space="s@1", top_k=20, **kw)
+
+
+def test_routing_picks_the_space_and_says_what_it_skipped(gapped) -> None:
+    catalog, classes, offsets = gapped
+    router = Router(catalog)
+    result = router.search(text_query(classes, offsets, 0))
+    assert sorted(result.searched) == ["images", "texts"]
+    assert result.skipped == [{"corpus": "elsewhere", "reason": "in space other@1, query is s@1"}]
+    only_images = router.search(text_query(classes, offsets, 0, target_modalities=["image"]))
+    assert only_images.searched == ["images"] and {h.corpus for h in only_images.hits} == {"images"}
+    named = router.search(text_query(classes, offsets, 0, corpora=["texts", "elsewhere"]))
+    assert named.searched == ["texts"] and named.skipped[0]["corpus"] == "elsewhere"
+    with pytest.raises(CorpusNotFoundError):
+        router.search(text_query(classes, offsets, 0, corpora=["missing"]))
+    with pytest.raises(RoutingError, match="fusion"):
+        router.search(text_query(classes, offsets, 0, fusion="magic"))
+
+
+def test_calibration_undoes_the_modality_gap(gapped) -> None:
+    catalog, classes, offsets = gapped
+    router = Router(catalog)
+    shares, precision = {}, {}
+    for fusion in ("raw", "calibrated", "pair", "rrf"):
+        images, relevant = 0, 0
+        for label in range(CLASSES):
+            hits = router.search(text_query(classes, offsets, label, fusion=fusion)).hits
+            images += sum(h.modality == "image" for h in hits)
+            relevant += sum(h.metadata["label"] == label for h in hits)
+            for h in hits:  # every hit says where it came from and both of its scores
+                assert h.corpus in ("texts", "images") and np.isfinite(h.raw_score) and np.isfinite(h.calibrated_score)
+        shares[fusion] = images / (CLASSES * 20)
+        precision[fusion] = relevant / (CLASSES * 20)
+    assert shares["raw"] < 0.1  # the gap: a text query's raw top-20 is nearly all text
+    assert precision["calibrated"] > precision["raw"] + 0.2
+    assert precision["pair"] > precision["raw"] + 0.2
+    assert shares["calibrated"] > 0.5 and shares["pair"] > 0.5  # 15 of a class's 30 relevant items are images
+    assert shares["rrf"] == pytest.approx(0.5)
+
+
+def test_filters_apply_across_corpora(gapped) -> None:
+    catalog, classes, offsets = gapped
+    hits = Router(catalog).search(text_query(classes, offsets, 1, filter={"label": {"in": [2, 3]}})).hits
+    assert hits and all(h.metadata["label"] in (2, 3) for h in hits)
+
+
+def test_symile_query_is_one_product_search(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    items = unit(rng.standard_normal((300, DIM)))
+    with Catalog(tmp_path) as catalog:
+        corpus = catalog.create("audio", space="sym@1", modality="audio", dim=DIM, similarity="mip")
+        corpus.upsert([Item(id=str(i), vector=v) for i, v in enumerate(items)])
+        a, b = unit(rng.standard_normal(DIM)), unit(rng.standard_normal(DIM))
+        query = Query(parts=[QueryPart("text", a), QueryPart("image", b)], space="sym@1", top_k=10)
+        hits = Router(catalog).search(query).hits
+        mip = items @ (a * b)
+        assert [h.id for h in hits] == [str(i) for i in np.argsort(-mip)[:10]]
+        np.testing.assert_allclose([h.raw_score for h in hits], np.sort(mip)[::-1][:10], atol=1e-6)
+
+
+def test_gram_query_reranks_by_exact_volume(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    items = unit(rng.standard_normal((150, DIM)))
+    with Catalog(tmp_path) as catalog:
+        corpus = catalog.create("video", space="gram@1", modality="video", dim=DIM, similarity="gram")
+        corpus.upsert([Item(id=str(i), vector=v) for i, v in enumerate(items)])
+        a, b = unit(rng.standard_normal(DIM)), unit(rng.standard_normal(DIM))
+        query = Query(parts=[QueryPart("text", a), QueryPart("audio", b)], space="gram@1", top_k=5)
+        hits = Router(catalog).search(query).hits  # 5 * 10 candidates out of 150, re-ranked
+        volumes = np.array([gram_volume(np.stack([a, b, v])) for v in items])
+        candidates = np.argsort(-(items @ unit(a + b)))[:50]
+        want = candidates[np.argsort(volumes[candidates])[:5]]
+        assert [h.id for h in hits] == [str(i) for i in want]
+        np.testing.assert_allclose([h.raw_score for h in hits], 1 - volumes[want], atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+def test_gram_volume_equals_product_of_singular_values(k: int) -> None:
+    v = unit(np.random.default_rng(k).standard_normal((k, 64)))
+    assert gram_volume(v) == pytest.approx(np.prod(np.linalg.svd(v.astype(np.float64), compute_uv=False)), abs=1e-5)
+    if k == 2:
+        assert gram_volume(v) == pytest.approx(np.sqrt(1 - float(v[0] @ v[1]) ** 2), abs=1e-5)
