@@ -259,7 +259,7 @@ def bench_batched_exact(xb: np.ndarray, queries: np.ndarray) -> dict:
     }
 
 
-def run(sizes: list[int], kinds: list[str], out: Path) -> dict:
+def run(sizes: list[int], kinds: list[str], out: Path, data_kind: str = "auto") -> dict:
     results: dict[str, Any] = {
         "benchmark": "index_bench",
         "machine": {
@@ -276,7 +276,7 @@ def run(sizes: list[int], kinds: list[str], out: Path) -> dict:
         "batched_exact": [],
     }
     for n in sizes:
-        if n <= 200_000:
+        if data_kind == "minilm" or (data_kind == "auto" and n <= 200_000):
             xb, queries = minilm_vectors(n, N_QUERIES)
             data = "minilm-real-sentences"
         else:
@@ -336,9 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         default=["Flat", "HNSW32", "IVF-PQ"],
         help="index types: Flat, HNSW32, IVF-PQ, or any FAISS factory string",
     )
+    parser.add_argument("--data", choices=["auto", "minilm", "synthetic"], default="auto",
+                        help="auto: MiniLM sentence embeddings up to 200k vectors, clustered synthetic above")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "index_bench.json")
     args = parser.parse_args(argv)
-    run(args.sizes, args.indexes, args.out)
+    run(args.sizes, args.indexes, args.out, args.data)
     return 0
 
 

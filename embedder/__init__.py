@@ -14,7 +14,7 @@ ensure_torchvision_importable()
 from .decode import AudioClip, VideoClip
 from .errors import DecodeError
 from .modality import Modality
-from .registry import SpaceInfo, data_dir, list_spaces, load_space
+from .registry import SpaceInfo, UnknownSpaceError, data_dir, list_spaces, load_space
 from .space import Space
 from .space_dir import build_space, save_space
 
@@ -24,6 +24,7 @@ __all__ = [
     "Modality",
     "Space",
     "SpaceInfo",
+    "UnknownSpaceError",
     "VideoClip",
     "build_space",
     "data_dir",

@@ -101,6 +101,10 @@ def parse_openclip_name(name: str) -> tuple[str, str]:
     return arch, pretrained
 
 
+class UnknownSpaceError(ValueError):
+    """No built-in, OpenCLIP name, directory or saved space by that name."""
+
+
 def load_space(name_or_path: str | os.PathLike[str], device: torch.device | str | None = None) -> Space:
     """Load a space by built-in name, `openclip:` name, directory path, or saved name."""
     device = torch.device(device) if device is not None else None
@@ -113,7 +117,7 @@ def load_space(name_or_path: str | os.PathLike[str], device: torch.device | str 
         if is_space_dir(candidate):
             return load_space_dir(candidate, device)
     known = ", ".join(BUILTIN_SPECS)
-    raise ValueError(
+    raise UnknownSpaceError(
         f"unknown space {name!r}: not a built-in ({known}), not openclip:<arch>/<pretrained>, "
         f"and no space.json at {name} or {data_dir() / 'spaces' / name}. `tessera spaces` lists what loads."
     )
@@ -210,4 +214,4 @@ def list_spaces(include_all_openclip: bool = False) -> list[SpaceInfo]:
     return infos
 
 
-__all__ = ["SpaceInfo", "data_dir", "list_spaces", "load_space", "save_space"]
+__all__ = ["SpaceInfo", "UnknownSpaceError", "data_dir", "list_spaces", "load_space", "save_space"]

