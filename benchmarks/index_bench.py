@@ -336,8 +336,12 @@ def main(argv: list[str] | None = None) -> int:
         default=["Flat", "HNSW32", "IVF-PQ"],
         help="index types: Flat, HNSW32, IVF-PQ, or any FAISS factory string",
     )
-    parser.add_argument("--data", choices=["auto", "minilm", "synthetic"], default="auto",
-                        help="auto: MiniLM sentence embeddings up to 200k vectors, clustered synthetic above")
+    parser.add_argument(
+        "--data",
+        choices=["auto", "minilm", "synthetic"],
+        default="auto",
+        help="auto: MiniLM sentence embeddings up to 200k vectors, clustered synthetic above",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "index_bench.json")
     args = parser.parse_args(argv)
     run(args.sizes, args.indexes, args.out, args.data)

@@ -32,8 +32,15 @@ def generate(out_root: Path) -> list[Path]:
 
     include = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
     sources = [str(p.relative_to(REPO)) for p in proto_files()]
-    args = ["protoc", f"-I{REPO}", f"-I{include}", f"--python_out={out_root}", f"--pyi_out={out_root}",
-            f"--grpc_python_out={out_root}", *sources]
+    args = [
+        "protoc",
+        f"-I{REPO}",
+        f"-I{include}",
+        f"--python_out={out_root}",
+        f"--pyi_out={out_root}",
+        f"--grpc_python_out={out_root}",
+        *sources,
+    ]
     if protoc.main(args) != 0:
         raise RuntimeError(f"protoc failed on {sources}")
     return sorted(p for p in (out_root / "proto" / "tessera" / "v1").iterdir() if p.name.endswith(GENERATED_SUFFIXES))
@@ -42,7 +49,11 @@ def generate(out_root: Path) -> list[Path]:
 def stale_files() -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         fresh = generate(Path(tmp))
-        return [p.name for p in fresh if not (PROTO_DIR / p.name).exists() or not filecmp.cmp(p, PROTO_DIR / p.name, shallow=False)]
+        return [
+            p.name
+            for p in fresh
+            if not (PROTO_DIR / p.name).exists() or not filecmp.cmp(p, PROTO_DIR / p.name, shallow=False)
+        ]
 
 
 def main(argv: list[str] | None = None) -> int:

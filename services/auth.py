@@ -85,7 +85,9 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         needed = METHOD_ROLES.get(method.rsplit("/", 1)[-1], "admin")
         handler = await continuation(details)
         if not key:
-            return _deny(handler, grpc.StatusCode.UNAUTHENTICATED, f"missing API key: send it as '{METADATA_KEY}' metadata")
+            return _deny(
+                handler, grpc.StatusCode.UNAUTHENTICATED, f"missing API key: send it as '{METADATA_KEY}' metadata"
+            )
         role = self.keys.get(key)
         if role is None:
             return _deny(handler, grpc.StatusCode.UNAUTHENTICATED, "unknown API key")

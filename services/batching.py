@@ -66,7 +66,9 @@ class MicroBatcher:
         while size < self.max_batch:
             remaining = deadline - time.perf_counter()
             try:
-                nxt = self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining)
+                nxt = (
+                    self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining)
+                )
             except (asyncio.TimeoutError, asyncio.QueueEmpty):
                 break
             if size + len(nxt.items) > self.max_batch and batch:

@@ -118,7 +118,9 @@ class TesseraServicer(pb_grpc.TesseraServicer):
             await context.abort(*_status_of(exc))
 
     @unary
-    async def ListSpaces(self, request: pb.ListSpacesRequest, context: grpc.aio.ServicerContext) -> pb.ListSpacesResponse:
+    async def ListSpaces(
+        self, request: pb.ListSpacesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSpacesResponse:
         infos = await asyncio.to_thread(list_spaces, request.include_unavailable)
         out = []
         for info in infos:
@@ -192,9 +194,7 @@ class TesseraServicer(pb_grpc.TesseraServicer):
                 if not corpus:
                     raise ValueError("the first UpsertRequest must name the corpus")
                 items = [self._new_item(item, f"items[{i}]") for i, item in enumerate(request.items)]
-                upserted += await asyncio.wait_for(
-                    self.engine.upsert(corpus, items), timeout=_within_deadline(context)
-                )
+                upserted += await asyncio.wait_for(self.engine.upsert(corpus, items), timeout=_within_deadline(context))
                 batches += 1
         except grpc.aio.AbortError:
             raise
@@ -346,8 +346,9 @@ async def start_server(
     await server.start()
     for name in ("", SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info(json.dumps({"event": "serving", "address": f"{host}:{bound}", "tls": tls is not None,
-                         "auth": bool(api_keys)}))
+    log.info(
+        json.dumps({"event": "serving", "address": f"{host}:{bound}", "tls": tls is not None, "auth": bool(api_keys)})
+    )
     return RunningServer(server, bound, engine, health_servicer)
 
 
