@@ -88,6 +88,7 @@ class Corpus:
         self.ann: AnnIndex | None = None
         self._ann_dead = 0  # retired slots still inside an index that cannot remove them
         self._built_count = 0
+        self._trained_on = 0  # vectors the current index was trained on
         self._rw = ReadWriteLock()
         self._write_mutex = threading.Lock()
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"corpus-{self.name}")
@@ -156,7 +157,7 @@ class Corpus:
             if loaded.index_path is not None and built:
                 self.ann = AnnIndex.load(built, self.dim, loaded.index_path, mmap=self.read_only)
                 self._ann_dead = self.ann.ntotal - self.store.count if not self.ann.supports_remove() else 0
-                self._built_count = self.store.count
+                self._built_count = self._trained_on = self.store.count
         self.wal = WriteAheadLog(self.path / WAL_FILE)
         replayed = 0
         after = int(self.manifest.get("snapshot_seqno", 0))
@@ -284,7 +285,7 @@ class Corpus:
             return True
         if self.config.factory == "auto" and self.store.count >= AUTO_REBUILD_GROWTH * max(1, self._built_count):
             return True
-        return self.ann.needs_training and self.store.count >= RETRAIN_GROWTH * max(1, self._built_count)
+        return self.ann.needs_training and self.store.count >= RETRAIN_GROWTH * max(1, self._trained_on)
 
     def _maybe_build(self) -> None:
         if not self._building and self._needs_build():
@@ -324,6 +325,7 @@ class Corpus:
                 n_at_start = self.store.n_slots
                 vectors = self.store.vectors[live]
             index = AnnIndex(factory, self.dim)
+            trained_on = 0
             if not index.is_trained:
                 if len(live) < (index.min_training_size() if force else index.training_size()):
                     if not force:
@@ -336,6 +338,7 @@ class Corpus:
                 rng = np.random.default_rng(len(live))
                 take = min(len(live), max(index.training_size(), TRAINING_SAMPLE_MAX))
                 index.train(vectors[np.sort(rng.choice(len(live), take, replace=False))])
+                trained_on = len(live)
             index.add(vectors, live)
             del vectors
             with self._write_mutex, self._rw.write():
@@ -352,6 +355,7 @@ class Corpus:
                 if self.config.use_gpu:
                     index.to_gpu()
                 self.ann, self._ann_dead, self._built_count = index, dead, self.store.count
+                self._trained_on = trained_on
                 self.manifest["built_factory"] = factory
             log.info("corpus %s: built %s over %d vectors", self.name, factory, len(live) + len(new))
         finally:

@@ -27,6 +27,127 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace):
+    from services.client import TesseraClient
+
+    return TesseraClient(
+        args.server, api_key=args.api_key, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key
+    )
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from services.server import ServeOptions, TLSConfig, serve
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    tls = None
+    if args.tls_cert:
+        tls = TLSConfig(
+            Path(args.tls_cert), Path(args.tls_key), Path(args.tls_client_ca) if args.tls_client_ca else None
+        )
+    serve(
+        ServeOptions(
+            data_dir=Path(args.data_dir),
+            host=args.host,
+            port=args.port,
+            api_keys_file=args.auth_keys and Path(args.auth_keys),
+            tls=tls,
+            metrics_port=args.metrics_port,
+            batching=not args.no_batching,
+            max_batch=args.max_batch,
+            max_wait_ms=args.max_wait_ms,
+        )
+    )
+    return 0
+
+
+def _print_corpora(corpora: list[dict]) -> None:
+    print(f"{'corpus':<20} {'modality':<8} {'count':>10} {'dim':>5}  {'space':<28} index (searching)")
+    for c in corpora:
+        print(
+            f"{c['name']:<20} {c['modality']:<8} {c['count']:>10,} {c['dim']:>5}  {c['space']:<28} "
+            f"{c['index']} ({c['searching']})"
+        )
+
+
+def _cmd_corpus(args: argparse.Namespace) -> int:
+    import json
+
+    with _client(args) as client:
+        if args.action == "create":
+            info = client.create_corpus(
+                args.name,
+                space=args.space,
+                modality=args.modality,
+                factory=args.index,
+                nprobe=args.nprobe,
+                ef_search=args.ef_search,
+            )
+            _print_corpora([info])
+        elif args.action == "list":
+            _print_corpora(client.list_corpora())
+        elif args.action == "describe":
+            print(json.dumps(client.describe_corpus(args.name), indent=2))
+        elif args.action == "drop":
+            client.drop_corpus(args.name)
+            print(f"dropped {args.name}")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from services.ingest import items_from
+
+    with _client(args) as client:
+        modality = client.describe_corpus(args.corpus)["modality"]
+        items = items_from(Path(args.path), modality, id_column=args.id_column, text_column=args.text_column)
+        count = client.upsert(args.corpus, items, modality=modality, batch_size=args.batch_size, progress=True)
+    print(f"upserted {count:,} items into {args.corpus}")
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    value = args.query if args.modality == "text" else Path(args.query).read_bytes()
+    with _client(args) as client:
+        result = client.search(
+            [(args.modality, value)],
+            space=args.space,
+            top_k=args.top_k,
+            corpora=args.corpus or None,
+            filter=json.loads(args.filter) if args.filter else None,
+            fusion=args.fusion,
+        )
+    for rank, hit in enumerate(result.hits, 1):
+        label = hit.text or hit.uri or json.dumps(hit.metadata)
+        print(
+            f"{rank:>3}. {hit.corpus}/{hit.id}  raw {hit.raw_score:+.3f}  calibrated {hit.calibrated_score:+.3f}  "
+            f"{label[:80]}"
+        )
+    for corpus, reason in result.skipped:
+        print(f"     skipped {corpus}: {reason}")
+    return 0
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    import os
+
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("TESSERA_SERVER", "127.0.0.1:50051"),
+        help="server address (default: $TESSERA_SERVER or %(default)s)",
+    )
+    parser.add_argument("--api-key", default=os.environ.get("TESSERA_API_KEY"), help="API key ($TESSERA_API_KEY)")
+    parser.add_argument("--tls-ca", help="CA bundle that signed the server's certificate (turns TLS on)")
+    parser.add_argument("--tls-cert", help="client certificate, for servers that require mutual TLS")
+    parser.add_argument("--tls-key", help="client private key, with --tls-cert")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tessera",
@@ -52,13 +173,97 @@ def build_parser() -> argparse.ArgumentParser:
     # Same default as services.quickstart.DEFAULT_SPACE; not imported so `--help` stays instant.
     quick.add_argument("--space", default="minilm-bind-init", help="space to use (default: %(default)s)")
     quick.set_defaults(func=_cmd_quickstart)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the gRPC server",
+        description="Serve the Tessera gRPC API (plus grpc.health.v1 and reflection) over the corpora in DIR. "
+        "SIGTERM or Ctrl-C stops accepting calls, lets in-flight ones finish and snapshots every corpus.",
+    )
+    serve.add_argument("--data-dir", default="./tessera-data", help="where corpora live (default: %(default)s)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=50051, help="port (default: %(default)s; 0 picks a free one)")
+    serve.add_argument(
+        "--auth-keys", help="file of 'KEY ROLE' lines (roles: read, write, admin); or set TESSERA_API_KEYS=key:role,..."
+    )
+    serve.add_argument("--tls-cert", help="server certificate (PEM); with --tls-key turns TLS on")
+    serve.add_argument("--tls-key", help="server private key (PEM)")
+    serve.add_argument("--tls-client-ca", help="require client certificates signed by this CA (mutual TLS)")
+    serve.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this HTTP port")
+    serve.add_argument("--max-batch", type=int, default=64, help="largest merged model batch (default: %(default)s)")
+    serve.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long a call waits for others to share its batch (default: %(default)s)",
+    )
+    serve.add_argument("--no-batching", action="store_true", help="embed each call on its own")
+    serve.set_defaults(func=_cmd_serve)
+
+    corpus = sub.add_parser(
+        "corpus",
+        help="create, list, describe or drop corpora on a running server",
+        description="Manage corpora on a running server.",
+    )
+    corpus_sub = corpus.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = corpus_sub.add_parser(
+        "create", help="create a corpus", description="Create a corpus of one modality in one space."
+    )
+    create.add_argument("name")
+    create.add_argument("--space", required=True, help="embedding space, e.g. minilm (see `tessera spaces`)")
+    create.add_argument("--modality", required=True, choices=["text", "image", "audio", "video", "vector"])
+    create.add_argument("--index", default="auto", help="FAISS factory string, or auto (default)")
+    create.add_argument("--nprobe", type=int, help="default IVF lists probed per query")
+    create.add_argument("--ef-search", type=int, help="default HNSW beam width per query")
+    for action, text in (("list", "list corpora"), ("describe", "describe one corpus"), ("drop", "drop a corpus")):
+        p = corpus_sub.add_parser(action, help=text, description=text.capitalize() + ".")
+        if action != "list":
+            p.add_argument("name")
+    for p in corpus_sub.choices.values():
+        _add_client_options(p)
+        p.set_defaults(func=_cmd_corpus)
+
+    ingest = sub.add_parser(
+        "ingest",
+        help="upsert a Parquet file, a JSONL file or a folder of files into a corpus",
+        description="Stream items into a corpus on a running server. Parquet rows need an id column and a "
+        "vector or text column (e.g. `tessera embed` output); JSONL lines need id plus text, vector or path; "
+        "a folder is read by file suffix and embedded by the server.",
+    )
+    ingest.add_argument("corpus")
+    ingest.add_argument("path")
+    ingest.add_argument("--id-column", default="id")
+    ingest.add_argument("--text-column", help="Parquet column with the text to embed server-side")
+    ingest.add_argument("--batch-size", type=int, default=256, help="items per upsert message")
+    _add_client_options(ingest)
+    ingest.set_defaults(func=_cmd_ingest)
+
+    search = sub.add_parser(
+        "search",
+        help="search a running server",
+        description="Search across corpora: routed by modality unless --corpus names them.",
+    )
+    search.add_argument("query", help="text, or a file path for --modality image/audio/video")
+    search.add_argument("--space", default="minilm", help="space to embed the query in (default: %(default)s)")
+    search.add_argument("--modality", default="text", choices=["text", "image", "audio", "video"])
+    search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--corpus", action="append", help="search only this corpus (repeatable)")
+    search.add_argument("--filter", help='JSON metadata filter, e.g. \'{"year": {"range": {"gte": 2020}}}\'')
+    search.add_argument("--fusion", default="calibrated", choices=["calibrated", "pair", "rrf", "raw"])
+    _add_client_options(search)
+    search.set_defaults(func=_cmd_search)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import grpc
+
     try:
         return int(args.func(args))
+    except grpc.RpcError as exc:
+        print(f"tessera {args.command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"tessera {args.command}: error: {exc}", file=sys.stderr)
         return 2

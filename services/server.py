@@ -362,3 +362,51 @@ async def serve_forever(running: RunningServer, grace: float = 10.0) -> None:
     log.info(json.dumps({"event": "shutting_down", "grace_s": grace}))
     await running.stop(grace)
     log.info(json.dumps({"event": "stopped"}))
+
+
+@dataclass
+class ServeOptions:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 50051
+    api_keys_file: Path | None = None
+    tls: TLSConfig | None = None
+    metrics_port: int | None = None
+    batching: bool = True
+    max_batch: int = 64
+    max_wait_ms: float = 5.0
+    max_message_bytes: int = 64 << 20
+    grace_s: float = 10.0
+
+
+def serve(options: ServeOptions) -> None:
+    """`tessera serve`: run until SIGTERM/SIGINT, then drain calls and snapshot every corpus."""
+    from .auth import load_keys
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    keys = load_keys(options.api_keys_file)
+
+    async def main() -> None:
+        metrics = Metrics()
+        if options.metrics_port:
+            metrics.serve(options.metrics_port, options.host)
+        engine = Engine(
+            options.data_dir,
+            batching=options.batching,
+            max_batch=options.max_batch,
+            max_wait_ms=options.max_wait_ms,
+            on_batch=metrics.batch_size.observe,
+        )
+        running = await start_server(
+            engine,
+            options.host,
+            options.port,
+            api_keys=keys or None,
+            tls=options.tls,
+            metrics=metrics,
+            max_message_bytes=options.max_message_bytes,
+        )
+        print(f"tessera serving on {options.host}:{running.port} (data: {options.data_dir})", flush=True)
+        await serve_forever(running, options.grace_s)
+
+    asyncio.run(main())

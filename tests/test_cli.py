@@ -42,3 +42,44 @@ def test_unknown_space_is_a_clear_error_not_a_traceback() -> None:
     result = _tessera("quickstart", "--space", "nope")
     assert result.returncode == 2
     assert "unknown space 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_corpus_ingest_search_and_graceful_sigterm(tmp_path) -> None:
+    import json
+    import signal
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve", "--data-dir", str(data), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline()
+        assert "tessera serving on" in line, server.stderr.read() if server.poll() is not None else line
+        address = line.split(" on ")[1].split(" ")[0]
+        created = _tessera("corpus", "create", "notes", "--space", "minilm", "--modality", "text", "--server", address)
+        assert created.returncode == 0, created.stderr
+        notes = tmp_path / "notes.jsonl"
+        rows = [
+            {"id": "a", "text": "The ferry leaves the harbour at dawn.", "metadata": {"kind": "travel"}},
+            {"id": "b", "text": "Knead the dough for ten minutes.", "metadata": {"kind": "cooking"}},
+        ]
+        notes.write_text("\n".join(json.dumps(r) for r in rows))
+        ingested = _tessera("ingest", "notes", str(notes), "--server", address)
+        assert ingested.returncode == 0 and "upserted 2 items" in ingested.stdout, ingested.stderr
+        found = _tessera("search", "boat departure", "--server", address, "--top-k", "1")
+        assert found.returncode == 0 and "notes/a" in found.stdout, found.stderr
+        missing = _tessera("corpus", "describe", "nope", "--server", address)
+        assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+        listed = _tessera("corpus", "list", "--server", address)
+        assert "notes" in listed.stdout and " 2 " in listed.stdout
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    # Graceful shutdown snapshotted the corpus: the log is empty and a snapshot holds both items.
+    corpus_dir = Path(data) / "corpora" / "notes"
+    assert list((corpus_dir / "snapshots").iterdir())
+    assert (corpus_dir / "wal.log").stat().st_size == 16

@@ -345,3 +345,13 @@ def test_catalog_create_list_describe_drop(tmp_path: Path) -> None:
             catalog.get("pics")
     with Catalog(tmp_path) as again:
         assert again.names() == ["texts"] and len(again.get("texts")) == 10
+
+
+def test_trained_index_is_retrained_once_the_corpus_doubles(tmp_path: Path) -> None:
+    corpus = new_corpus(tmp_path / "c", "IVF16,Flat")
+    corpus.upsert(items_for(unit_rows(1200, seed=13)))
+    corpus.wait_idle()
+    assert corpus.describe()["index"]["searching"] == "IVF16,Flat" and corpus._trained_on == 1200
+    corpus.upsert(items_for(unit_rows(1300, seed=14), 1200))  # 2,500 >= 2 x 1,200: retrain in the background
+    corpus.wait_idle()
+    assert corpus._trained_on == 2500 and corpus.ann.ntotal == 2500
