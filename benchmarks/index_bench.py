@@ -49,6 +49,8 @@ N_QUERIES_FLAT_1M = 100  # one exact scan of 1M x 384 per query: 100 queries kee
 BATCH_QUERIES = 64
 HNSW_EF = 64
 IVF_NPROBE = 32
+QPS_ROUNDS = 5  # best of 5, alternating raw/Tessera order
+MIN_SECONDS = 2.0  # per QPS measurement
 
 
 def rss_mb() -> float:
@@ -80,15 +82,23 @@ def minilm_vectors(n: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def clustered_vectors(n: int, n_queries: int, dim: int = 384, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A mixture of 1,000 Gaussian clusters on the sphere, noise comparable to the spread of real embeddings."""
+    """1,000 clusters on the sphere, each spread along its own 24-d subspace plus a little isotropic noise.
+
+    Real sentence embeddings have a low intrinsic dimension; isotropic Gaussian clusters in
+    384-d do not, and there every ANN index loses most of its recall (HNSW32 at efSearch 64
+    scored 0.71, IVF4096,PQ32 0.19 on them), which says more about the data than the index.
+    """
     rng = np.random.default_rng(seed)
-    centers = unit(rng.standard_normal((1000, dim), dtype=np.float32))
+    n_clusters, sub_dim = 1000, 24
+    centers = unit(rng.standard_normal((n_clusters, dim), dtype=np.float32))
+    bases = rng.standard_normal((n_clusters, sub_dim, dim), dtype=np.float32) / np.sqrt(dim)
+    labels = rng.integers(0, n_clusters, n + n_queries)
     out = np.empty((n + n_queries, dim), dtype=np.float32)
-    step = 100_000
-    for start in range(0, n + n_queries, step):
-        stop = min(start + step, n + n_queries)
-        labels = rng.integers(0, len(centers), stop - start)
-        out[start:stop] = unit(centers[labels] + 0.06 * rng.standard_normal((stop - start, dim), dtype=np.float32))
+    for c in range(n_clusters):
+        rows = np.flatnonzero(labels == c)
+        spread = rng.standard_normal((len(rows), sub_dim), dtype=np.float32) @ bases[c]
+        noise = 0.02 * rng.standard_normal((len(rows), dim), dtype=np.float32)
+        out[rows] = unit(centers[c] + 0.25 * spread + noise)
     return out[:n], out[n:]
 
 
@@ -103,23 +113,32 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f[f >= 0]) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
 
 
-def qps(search_one: Any, queries: np.ndarray, threads: int) -> tuple[float, np.ndarray]:
-    """Queries per second, one query per call, from `threads` Python threads (FAISS itself single-threaded)."""
+def qps(search_one: Any, queries: np.ndarray, threads: int, min_seconds: float = MIN_SECONDS) -> tuple[float, Any]:
+    """Queries per second, one query per call, from `threads` Python threads (FAISS itself single-threaded).
+
+    The query set is replayed until `min_seconds` have passed: a 0.1 s window on a shared
+    2-core VM swings by 30%, which would swamp a 10% overhead bar.
+    """
     found = np.full((len(queries), K), -1, dtype=np.int64)
     parts = np.array_split(np.arange(len(queries)), threads)
+    done = [0] * threads
 
-    def work(rows: np.ndarray) -> None:
-        for r in rows:
-            found[r] = search_one(queries[r : r + 1])
+    def work(w: int, rows: np.ndarray, deadline: float) -> None:
+        while True:
+            for r in rows:
+                found[r] = search_one(queries[r : r + 1])
+            done[w] += len(rows)
+            if time.perf_counter() >= deadline:
+                return
 
     search_one(queries[:1])  # warm-up
     start = time.perf_counter()
-    workers = [threading.Thread(target=work, args=(rows,)) for rows in parts]
+    workers = [threading.Thread(target=work, args=(w, rows, start + min_seconds)) for w, rows in enumerate(parts)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    return len(queries) / (time.perf_counter() - start), found
+    return sum(done) / (time.perf_counter() - start), found
 
 
 def search_params(factory: str) -> dict[str, int]:
@@ -139,74 +158,66 @@ def raw_params(index: Any, factory: str) -> Any:
 
 
 # ---- one index type ---------------------------------------------------------------------
-def bench_raw(factory: str, xb: np.ndarray, queries: np.ndarray, truth: np.ndarray, train: np.ndarray) -> dict:
+def build_raw(factory: str, xb: np.ndarray, train: np.ndarray) -> tuple[dict, Any, Any]:
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     rss0, start = rss_mb(), time.perf_counter()
     index = faiss.index_factory(xb.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
         index.train(train)
     index.add(xb)
-    build_s, memory = time.perf_counter() - start, rss_mb() - rss0
+    stats = {"build_s": time.perf_counter() - start, "memory_mb": rss_mb() - rss0}
     params = raw_params(index, factory)
-    faiss.omp_set_num_threads(1)
 
     def one(q: np.ndarray) -> np.ndarray:
         return index.search(q, K, params=params)[1][0] if params else index.search(q, K)[1][0]
 
-    q1, found = qps(one, queries, 1)
-    q2, _ = qps(one, queries, 2)
-    index = None
-    gc.collect()
-    return {"build_s": build_s, "memory_mb": memory, "qps_1t": q1, "qps_2t": q2, "recall_at_10": recall(found, truth)}
+    return stats, one, index
 
 
-def bench_tessera(factory: str, xb: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict:
+def build_tessera(factory: str, xb: np.ndarray, root: Path) -> tuple[dict, Any, Corpus]:
     faiss.omp_set_num_threads(os.cpu_count() or 1)
-    root = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
-    try:
-        rss0, start = rss_mb(), time.perf_counter()
-        corpus = Corpus.create(
-            root / "c",
-            name="bench",
-            space="bench@1",
-            modality="vector",
-            dim=xb.shape[1],
-            index=IndexConfig(factory=factory, use_gpu=False),
-        )
-        step = 50_000
-        for s in range(0, len(xb), step):
-            corpus.upsert([Item(id=str(i), vector=xb[i]) for i in range(s, min(s + step, len(xb)))])
-        ingest_s = time.perf_counter() - start
-        corpus.wait_idle()
-        if factory != "Flat" and corpus.ann is None:
-            corpus.rebuild()
-        build_s, memory = time.perf_counter() - start, rss_mb() - rss0
-        params = search_params(factory)
-        faiss.omp_set_num_threads(1)
-        torch.set_num_threads(1)
+    rss0, start = rss_mb(), time.perf_counter()
+    corpus = Corpus.create(
+        root / "c",
+        name="bench",
+        space="bench@1",
+        modality="vector",
+        dim=xb.shape[1],
+        index=IndexConfig(factory=factory, use_gpu=False),
+    )
+    step = 50_000
+    for s in range(0, len(xb), step):
+        corpus.upsert([Item(id=str(i), vector=xb[i]) for i in range(s, min(s + step, len(xb)))])
+    ingest_s = time.perf_counter() - start
+    corpus.wait_idle()
+    if factory != "Flat" and corpus.ann is None:
+        corpus.rebuild()
+    stats = {"build_s": time.perf_counter() - start, "ingest_s": ingest_s, "memory_mb": rss_mb() - rss0}
+    params = search_params(factory)
 
-        def one(q: np.ndarray) -> np.ndarray:
-            return corpus.search_slots(q, K, **params)[1][0]
+    def one(q: np.ndarray) -> np.ndarray:
+        return corpus.search_slots(q, K, **params)[1][0]
 
-        q1, found = qps(one, queries, 1)
-        q2, _ = qps(one, queries, 2)
-        torch.set_num_threads(os.cpu_count() or 1)
-        searching = corpus.describe()["index"]["searching"]
-        corpus.wait_idle()
-        corpus.wal.close()
-        corpus = None
-        gc.collect()
-        return {
-            "build_s": build_s,
-            "ingest_s": ingest_s,
-            "memory_mb": memory,
-            "qps_1t": q1,
-            "qps_2t": q2,
-            "recall_at_10": recall(found, truth),
-            "searching": searching,
-        }
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    return stats, one, corpus
+
+
+def compare_qps(raw_one: Any, ours_one: Any, queries: np.ndarray, rounds: int) -> dict:
+    """Best-of-`rounds` QPS for raw and Tessera, alternating which goes first, so drift on a
+    shared machine does not land on one side."""
+    faiss.omp_set_num_threads(1)
+    torch.set_num_threads(1)
+    best = {"raw_qps_1t": 0.0, "qps_1t": 0.0, "raw_qps_2t": 0.0, "qps_2t": 0.0}
+    found: dict[str, np.ndarray] = {}
+    for r in range(rounds):
+        sides = [("raw_", raw_one), ("", ours_one)]
+        for prefix, one in sides if r % 2 == 0 else sides[::-1]:
+            for threads in (1, 2):
+                value, hits = qps(one, queries, threads)
+                key = f"{prefix}qps_{threads}t"
+                best[key] = max(best[key], value)
+                found.setdefault(prefix, hits)
+    torch.set_num_threads(os.cpu_count() or 1)
+    return {**best, "raw_found": found["raw_"], "found": found[""]}
 
 
 # ---- batched exact ------------------------------------------------------------------------
@@ -272,6 +283,7 @@ def run(sizes: list[int], kinds: list[str], out: Path, data_kind: str = "auto") 
         "hnsw_ef_search": HNSW_EF,
         "ivf_nprobe": IVF_NPROBE,
         "overhead_ratio_is": "raw_qps / tessera_qps (1.0 = no overhead; bar <= 1.10)",
+        "qps_is": f"best of {QPS_ROUNDS} alternating rounds per side, each >= {MIN_SECONDS} s, one query per call",
         "runs": [],
         "batched_exact": [],
     }
@@ -289,8 +301,18 @@ def run(sizes: list[int], kinds: list[str], out: Path, data_kind: str = "auto") 
             take = min(n, max(AnnIndex(factory, xb.shape[1]).training_size(), 100_000))
             train = xb[np.sort(np.random.default_rng(n).choice(n, take, replace=False))]
             nq = N_QUERIES_FLAT_1M if (kind == "Flat" and n > 200_000) else len(queries)
-            raw = bench_raw(factory, xb, queries[:nq], truth[:nq], train)
-            ours = bench_tessera(factory, xb, queries[:nq], truth[:nq])
+            raw, raw_one, raw_index = build_raw(factory, xb, train)
+            root = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
+            try:
+                ours, ours_one, corpus = build_tessera(factory, xb, root)
+                timed = compare_qps(raw_one, ours_one, queries[:nq], QPS_ROUNDS)
+                searching = corpus.describe()["index"]["searching"]
+                corpus.wait_idle()
+                corpus.wal.close()  # not close(): its final snapshot would write 1.5 GB for nothing
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+            del raw_index, corpus, raw_one, ours_one
+            gc.collect()
             row = {
                 "n": n,
                 "dim": xb.shape[1],
@@ -303,15 +325,16 @@ def run(sizes: list[int], kinds: list[str], out: Path, data_kind: str = "auto") 
                 "tessera_ingest_s": ours["ingest_s"],
                 "raw_memory_mb": raw["memory_mb"],
                 "tessera_memory_mb": ours["memory_mb"],
-                "raw_recall_at_10": raw["recall_at_10"],
-                "recall_at_10": ours["recall_at_10"],
-                "raw_qps_1t": raw["qps_1t"],
-                "qps_1t": ours["qps_1t"],
-                "raw_qps_2t": raw["qps_2t"],
-                "qps_2t": ours["qps_2t"],
-                "ratio_1t": raw["qps_1t"] / ours["qps_1t"],
-                "ratio_2t": raw["qps_2t"] / ours["qps_2t"],
-                "tessera_searching": ours["searching"],
+                "raw_recall_at_10": recall(timed["raw_found"], truth[:nq]),
+                "recall_at_10": recall(timed["found"], truth[:nq]),
+                "raw_qps_1t": timed["raw_qps_1t"],
+                "qps_1t": timed["qps_1t"],
+                "raw_qps_2t": timed["raw_qps_2t"],
+                "qps_2t": timed["qps_2t"],
+                "ratio_1t": timed["raw_qps_1t"] / timed["qps_1t"],
+                "ratio_2t": timed["raw_qps_2t"] / timed["qps_2t"],
+                "qps_rounds": QPS_ROUNDS,
+                "tessera_searching": searching,
             }
             results["runs"].append(row)
             print(json.dumps(row), flush=True)

@@ -21,6 +21,9 @@ class IndexConfig:
     ann_threshold: int = ANN_THRESHOLD  # "auto" switches from exact to ANN at this size
     rebuild_tombstone_ratio: float = 0.25  # rebuild in the background once this share of an index is dead
     refine: int = 1  # an ANN index fetches refine*k candidates, re-ranked by exact cosine on the stored vectors
+    # Hits from compressed indexes (PQ, SQ) get exact cosines from the stored vectors, so scores are
+    # comparable across corpora and calibration; False returns FAISS's approximate scores as they are.
+    rescore: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -43,6 +46,8 @@ class IndexConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.rescore, bool):
+            raise ValueError(f"rescore must be true or false, got {self.rescore!r}")
         if not 0 < self.rebuild_tombstone_ratio <= 1:
             raise ValueError("rebuild_tombstone_ratio must be in (0, 1]")
 

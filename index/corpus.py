@@ -448,7 +448,7 @@ class Corpus:
                 nprobe=nprobe or self.config.nprobe,
                 ef_search=ef_search or self.config.ef_search,
             )
-            if ann.exact_scores and refine == 1:
+            if refine == 1 and (ann.exact_scores or not self.config.rescore):
                 return result.scores, result.slots
             return _rescore(vectors, queries, result.slots, k)
 

@@ -17,13 +17,30 @@ class _ReadGuard:
         self._lock = lock
 
     def __enter__(self) -> None:
-        self._lock.acquire_read()
+        lock = self._lock
+        # Fast path with no writer about: one uncontended mutex round trip, no Python-level
+        # Condition calls. Two threads searching on two cores feel every extra frame here.
+        with lock._mutex:
+            if not (lock._writer or lock._writers_waiting):
+                lock._readers += 1
+                return
+        lock.acquire_read()
 
     def __exit__(self, *exc: object) -> None:
-        self._lock.release_read()
+        lock = self._lock
+        with lock._mutex:
+            lock._readers -= 1
+            if lock._readers or not lock._writers_waiting:
+                return
+        lock.release_read_notify()
 
 
-class _WriteGuard(_ReadGuard):
+class _WriteGuard:
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: ReadWriteLock) -> None:
+        self._lock = lock
+
     def __enter__(self) -> None:
         self._lock.acquire_write()
 
@@ -33,7 +50,8 @@ class _WriteGuard(_ReadGuard):
 
 class ReadWriteLock:
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
@@ -55,6 +73,12 @@ class ReadWriteLock:
     def release_read(self) -> None:
         with self._cond:
             self._readers -= 1
+            if not self._readers and self._writers_waiting:
+                self._cond.notify_all()
+
+    def release_read_notify(self) -> None:
+        """Wake waiting writers after the last reader left (the count is already updated)."""
+        with self._cond:
             if not self._readers and self._writers_waiting:
                 self._cond.notify_all()
 

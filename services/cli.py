@@ -20,10 +20,11 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    from embedder import load_space
+    from pathlib import Path
+
     from services.quickstart import format_report, run_quickstart
 
-    print(format_report(run_quickstart(load_space(args.space))))
+    print(format_report(run_quickstart(args.space, data_dir=args.data_dir and Path(args.data_dir))))
     return 0
 
 
@@ -166,9 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     quick = sub.add_parser(
         "quickstart",
-        help="embed the bundled sample of every modality (offline)",
-        description="Embed the bundled text, image, audio, video and vector samples into one space and "
-        "print each vector's shape and norm, plus a small text search. Runs fully offline.",
+        help="start a server, fill corpora from the bundled sample, and query them (offline)",
+        description="Start a Tessera gRPC server on 127.0.0.1, embed the bundled text, image, audio, video and "
+        "vector samples through it, create three corpora (passages, digit images, spoken digits), and run "
+        "text->text, text->image, audio->image and a routed query across all corpora. Runs fully offline.",
+    )
+    quick.add_argument(
+        "--data-dir", default=None, help="keep the corpora here (default: a temporary directory, removed afterwards)"
     )
     # Same default as services.quickstart.DEFAULT_SPACE; not imported so `--help` stays instant.
     quick.add_argument("--space", default="minilm-bind-init", help="space to use (default: %(default)s)")

@@ -1,27 +1,36 @@
-"""`tessera quickstart`: embed the shipped sample of every modality and show what comes out.
+"""`tessera quickstart`: start a server, fill corpora from the shipped sample, and query them.
 
-It runs offline on the built-in `minilm-bind-init` space: real MiniLM text
-weights, and the image, audio and video encoders that training starts from.
+Everything runs offline on the built-in `minilm-bind-init` space: real MiniLM
+text weights, and the image, audio and video encoders that alignment training
+starts from. Until a trained space such as `digits` (alignment training) exists,
+cross-modal rankings come from those untrained encoders; the report says so.
+
+It goes through the same path a user's application does: a gRPC server on
+127.0.0.1, the Python client, CreateCorpus, a streamed Upsert, Search.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import grpc
 import numpy as np
 
-from embedder import Modality, Space, load_space
+from services.background import ServerThread
+from services.client import Hit, TesseraClient
 
 DEFAULT_SPACE = "minilm-bind-init"
-SAMPLE_QUERY = "someone speaking a number aloud"
+UNTRAINED_SPACES = {"minilm-bind-init"}
 
 
 @dataclass(frozen=True)
 class EmbeddedSample:
-    modality: Modality
+    modality: str
     source: str
     shape: tuple[int, ...]
     norm: float
@@ -29,60 +38,158 @@ class EmbeddedSample:
 
 
 @dataclass(frozen=True)
+class QueryRun:
+    title: str
+    query: str
+    searched: list[str]
+    hits: list[Hit]
+
+
+@dataclass(frozen=True)
 class QuickstartReport:
     space: str
     dim: int
+    address: str
     samples: list[EmbeddedSample]
-    query: str
-    ranked_sentences: list[tuple[float, str]]
+    corpora: list[dict[str, Any]]
+    queries: list[QueryRun]
+    cross_modal_trained: bool
 
 
 def samples_dir() -> Path:
     return Path(str(resources.files("services") / "samples"))
 
 
-def _sample_inputs(folder: Path, dim: int) -> list[tuple[Modality, str, list[object]]]:
-    sentences = [s for s in (folder / "sentences.txt").read_text().splitlines() if s.strip()]
-    rng = np.random.default_rng(0)
-    return [
-        (Modality.TEXT, "sentences.txt", sentences),
-        (Modality.IMAGE, "digit_7.png", [(folder / "digit_7.png").read_bytes()]),
-        (Modality.AUDIO, "seven_george.wav", [(folder / "seven_george.wav").read_bytes()]),
-        (Modality.VIDEO, "clip.mp4", [(folder / "clip.mp4").read_bytes()]),
-        (Modality.VECTOR, "random vector", [rng.standard_normal(dim).astype(np.float32)]),
+def _embed_samples(client: TesseraClient, space: str, folder: Path) -> tuple[list[EmbeddedSample], int]:
+    inputs: list[tuple[str, str, list[Any]]] = [
+        ("text", "sentences.txt", _sentences(folder)[:4]),
+        ("image", "digit_7.png", [(folder / "digit_7.png").read_bytes()]),
+        ("audio", "seven_george.wav", [(folder / "seven_george.wav").read_bytes()]),
+        ("video", "clip.mp4", [(folder / "clip.mp4").read_bytes()]),
+        ("vector", "random vector", []),  # filled once the space's dimension is known
     ]
-
-
-def run_quickstart(space: Space | None = None, folder: Path | None = None) -> QuickstartReport:
-    space = space or load_space(DEFAULT_SPACE)
-    folder = folder or samples_dir()
-    samples, sentence_vectors, sentences = [], None, []
-    for modality, source, inputs in _sample_inputs(folder, space.dim):
-        if modality not in space.encoders:
-            continue
+    samples: list[EmbeddedSample] = []
+    for modality, source, values in inputs:
+        if modality == "vector":
+            values = [np.random.default_rng(0).standard_normal(samples[0].shape[1]).astype(np.float32)]
         start = time.perf_counter()
-        vectors = space.embed(modality, inputs)
+        vectors = client.embed(values, modality=modality, space=space)
         elapsed = time.perf_counter() - start
-        samples.append(
-            EmbeddedSample(modality, source, vectors.shape, float(np.linalg.norm(vectors, axis=1).mean()), elapsed)
-        )
-        if modality is Modality.TEXT:
-            sentence_vectors, sentences = vectors, [str(s) for s in inputs]
-    ranked: list[tuple[float, str]] = []
-    if sentence_vectors is not None:
-        query = space.embed(Modality.TEXT, [SAMPLE_QUERY])[0]
-        scores = sentence_vectors @ query
-        ranked = sorted(zip(scores.tolist(), sentences, strict=True), reverse=True)
-    return QuickstartReport(space.id, space.dim, samples, SAMPLE_QUERY, ranked)
+        norm = float(np.linalg.norm(vectors, axis=1).mean())
+        samples.append(EmbeddedSample(modality, source, vectors.shape, norm, elapsed))
+    return samples, samples[0].shape[1]
+
+
+def _sentences(folder: Path) -> list[str]:
+    return [s.strip() for s in (folder / "sentences.txt").read_text().splitlines() if s.strip()]
+
+
+def _fill_corpora(client: TesseraClient, space: str, folder: Path) -> list[dict[str, Any]]:
+    corpora = {
+        "passages": ("text", [{"id": f"s{i}", "text": s} for i, s in enumerate(_sentences(folder))]),
+        "digit-images": (
+            "image",
+            [
+                {
+                    "id": f"image-{p.stem}",
+                    "path": p,
+                    "uri": f"samples/digits/{p.name}",
+                    "metadata": {"digit": int(p.stem)},
+                }
+                for p in sorted((folder / "digits").glob("*.png"))
+            ],
+        ),
+        "spoken-digits": (
+            "audio",
+            [
+                {
+                    "id": f"audio-{p.stem}",
+                    "path": p,
+                    "uri": f"samples/spoken/{p.name}",
+                    "metadata": {"digit": int(p.stem.split("_")[0]), "speaker": "jackson"},
+                }
+                for p in sorted((folder / "spoken").glob("*.wav"))
+            ],
+        ),
+    }
+    for name, (modality, items) in corpora.items():
+        client.create_corpus(name, space=space, modality=modality)
+        client.upsert(name, items, modality=modality)
+    return [client.describe_corpus(name) for name in corpora]
+
+
+def _queries(client: TesseraClient, space: str, folder: Path) -> list[QueryRun]:
+    seven = (folder / "seven_george.wav").read_bytes()
+    plan: list[tuple[str, str, list[tuple[Any, ...]], dict[str, Any]]] = [
+        (
+            "text -> text",
+            "how does approximate nearest-neighbour search avoid scanning everything?",
+            [("text", "how does approximate nearest-neighbour search avoid scanning everything?")],
+            {"corpora": ["passages"]},
+        ),
+        ("text -> image", "a handwritten seven", [("text", "a handwritten seven")], {"corpora": ["digit-images"]}),
+        (
+            "audio -> image",
+            "seven_george.wav, someone saying 'seven'",
+            [("audio", seven)],
+            {"corpora": ["digit-images"]},
+        ),
+        (
+            "routed, all corpora (calibrated fusion)",
+            "the number seven",
+            [("text", "the number seven")],
+            {"target_modalities": ["text", "image", "audio"]},
+        ),
+    ]
+    runs = []
+    for title, shown, parts, options in plan:
+        result = client.search(parts, space=space, top_k=3 if "routed" not in title else 6, **options)
+        runs.append(QueryRun(title, shown, result.searched, result.hits))
+    return runs
+
+
+def run_quickstart(
+    space: str = DEFAULT_SPACE, folder: Path | None = None, data_dir: Path | None = None
+) -> QuickstartReport:
+    """Start a server on 127.0.0.1 (data in `data_dir`, or a temporary directory), fill and query it."""
+    folder = folder or samples_dir()
+    with tempfile.TemporaryDirectory(prefix="tessera-quickstart-") as tmp:
+        server = ServerThread(Path(data_dir or tmp)).start()
+        try:
+            with TesseraClient(server.address, timeout=300) as client:
+                try:
+                    samples, dim = _embed_samples(client, space, folder)
+                except grpc.RpcError as exc:
+                    if exc.code() is grpc.StatusCode.NOT_FOUND:
+                        raise ValueError(exc.details()) from None
+                    raise
+                corpora = _fill_corpora(client, space, folder)
+                queries = _queries(client, space, folder)
+        finally:
+            server.stop()
+    return QuickstartReport(space, dim, server.address, samples, corpora, queries, space not in UNTRAINED_SPACES)
 
 
 def format_report(report: QuickstartReport) -> str:
-    lines = [f"space {report.space} ({report.dim}-d, L2-normalised)", ""]
-    lines.append(f"{'modality':<8}  {'sample':<18}  {'vectors':<10}  {'mean norm':>9}  {'seconds':>7}")
+    lines = [f"server on {report.address}; space {report.space} ({report.dim}-d, L2-normalised)", ""]
+    lines.append("Embed, one call per modality:")
+    lines.append(f"  {'modality':<8}  {'sample':<18}  {'vectors':<10}  {'mean norm':>9}  {'seconds':>7}")
     for s in report.samples:
         shape = "x".join(map(str, s.shape))
-        lines.append(f"{s.modality.value:<8}  {s.source:<18}  {shape:<10}  {s.norm:>9.4f}  {s.seconds:>7.3f}")
-    if report.ranked_sentences:
-        lines += ["", f"text search for {report.query!r}:"]
-        lines += [f"  {score:+.3f}  {sentence}" for score, sentence in report.ranked_sentences[:3]]
+        lines.append(f"  {s.modality:<8}  {s.source:<18}  {shape:<10}  {s.norm:>9.4f}  {s.seconds:>7.3f}")
+    lines += ["", "Corpora:"]
+    for c in report.corpora:
+        lines.append(f"  {c['name']:<14} {c['modality']:<6} {c['count']:>3} items  index {c['searching']}")
+    for q in report.queries:
+        lines += ["", f"{q.title}: {q.query!r}  (searched {', '.join(q.searched)})"]
+        for h in q.hits:
+            label = h.text or h.uri or h.id
+            lines.append(f"  {h.calibrated_score:+.3f} (raw {h.raw_score:+.3f})  {h.corpus:<14} {label}")
+    if not report.cross_modal_trained:
+        lines += [
+            "",
+            f"Note: {report.space}'s image, audio and video encoders are untrained starting points, so",
+            "cross-modal rankings above are not meaningful yet; text -> text uses the real MiniLM weights.",
+            "Pass a trained space with --space once one exists.",
+        ]
     return "\n".join(lines)

@@ -346,9 +346,7 @@ async def start_server(
     await server.start()
     for name in ("", SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info(
-        json.dumps({"event": "serving", "address": f"{host}:{bound}", "tls": tls is not None, "auth": bool(api_keys)})
-    )
+    log.info({"event": "serving", "address": f"{host}:{bound}", "tls": tls is not None, "auth": bool(api_keys)})
     return RunningServer(server, bound, engine, health_servicer)
 
 
@@ -359,9 +357,9 @@ async def serve_forever(running: RunningServer, grace: float = 10.0) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info(json.dumps({"event": "shutting_down", "grace_s": grace}))
+    log.info({"event": "shutting_down", "grace_s": grace})
     await running.stop(grace)
-    log.info(json.dumps({"event": "stopped"}))
+    log.info({"event": "stopped"})
 
 
 @dataclass
@@ -382,8 +380,9 @@ class ServeOptions:
 def serve(options: ServeOptions) -> None:
     """`tessera serve`: run until SIGTERM/SIGINT, then drain calls and snapshot every corpus."""
     from .auth import load_keys
+    from .logs import configure
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure()
     keys = load_keys(options.api_keys_file)
 
     async def main() -> None:

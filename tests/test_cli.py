@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -20,15 +21,24 @@ def test_help_explains_commands() -> None:
     assert "quickstart" in result.stdout and "spaces" in result.stdout
 
 
-def test_quickstart_embeds_every_modality() -> None:
+def test_quickstart_serves_fills_corpora_and_answers_queries() -> None:
     result = _tessera("quickstart")
     assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "server on 127.0.0.1:" in out
     for modality in ("text", "image", "audio", "video", "vector"):
-        assert f"\n{modality} " in result.stdout
-    assert "1.0000" in result.stdout
-    # The real MiniLM weights put the spoken-number sentence first.
-    first_hit = result.stdout.split("text search for")[1].splitlines()[1]
-    assert "says the word seven" in first_hit
+        assert f"\n  {modality} " in out
+    assert "1.0000" in out
+    for corpus, count in (("passages", 16), ("digit-images", 10), ("spoken-digits", 10)):
+        assert re.search(rf"\n  {corpus} +\w+ +{count} items", out), out
+    # The real MiniLM weights answer the text -> text query with an ANN-index passage.
+    first_hit = out.split("text -> text")[1].splitlines()[1]
+    assert "Inverted file indexes" in first_hit or "HNSW" in first_hit, first_hit
+    assert "  digit-images  " in out.split("text -> image")[1].splitlines()[1]
+    routed = out.split("routed, all corpora")[1].splitlines()[0]
+    for corpus in ("passages", "digit-images", "spoken-digits"):
+        assert corpus in routed
+    assert "untrained" in out  # the report is honest about minilm-bind-init
 
 
 def test_spaces_lists_builtins_and_weight_needs() -> None:

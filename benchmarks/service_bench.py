@@ -1,0 +1,219 @@
+"""Service benchmark: search and embed over gRPC against the same work in-process, in the same run.
+
+1. Search: a `tessera serve` process (its own process, so clients do not share
+   its interpreter lock) holds an HNSW32 corpus of 100k MiniLM sentence vectors
+   (benchmarks/.cache, as index_bench makes them; clustered synthetic vectors
+   with --data synthetic). 1, 8 and 32 client threads each send one vector
+   query at a time for a fixed number of queries; p50/p99 latency and QPS are
+   compared with the same queries searched in-process through the same Router.
+2. Embed: 32 concurrent single-text Embed calls (real MiniLM) against a server
+   with micro-batching on, then one with it off. The bar: >= 4x.
+
+    python -m benchmarks.service_bench [--n 100000] [--queries 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from benchmarks.index_bench import clustered_vectors, minilm_vectors
+from benchmarks.text_corpus import real_sentences
+from index.catalog import Catalog
+from index.routing import Query, QueryPart, Router
+from services.client import TesseraClient
+
+REPO = Path(__file__).resolve().parents[1]
+SPACE = "minilm"
+CONCURRENCY = (1, 8, 32)
+EF_SEARCH = 64
+
+
+def start_server(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve", "--data-dir", str(data_dir), "--port", "0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+    )
+    line = proc.stdout.readline()
+    if "serving on" not in line:
+        raise RuntimeError(f"server did not start: {line!r}")
+    return proc, line.split(" on ")[1].split(" ")[0]
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+
+
+def run_clients(call: Any, payloads: list[Any], threads: int) -> dict[str, float]:
+    """Each thread sends its share one call at a time; latency per call, QPS over the whole run."""
+    latencies = np.zeros(len(payloads))
+    parts = np.array_split(np.arange(len(payloads)), threads)
+
+    def work(rows: np.ndarray) -> None:
+        for r in rows:
+            start = time.perf_counter()
+            call(payloads[r])
+            latencies[r] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(rows,)) for rows in parts]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    return {
+        "qps": len(payloads) / elapsed,
+        "p50_ms": float(np.percentile(latencies, 50) * 1e3),
+        "p99_ms": float(np.percentile(latencies, 99) * 1e3),
+    }
+
+
+def bench_search(n: int, n_queries: int, data: str) -> tuple[list[dict[str, Any]], str]:
+    xb, queries = minilm_vectors(n, 1000) if data == "minilm" else clustered_vectors(n, 1000)
+    kind = "minilm-real-sentences" if data == "minilm" else "clustered-synthetic"
+    queries = np.resize(queries, (n_queries, queries.shape[1]))
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, address = start_server(Path(tmp))
+        rows = []
+        try:
+            with TesseraClient(address, timeout=120) as client:
+                client.create_corpus("bench", space=SPACE, modality="text", factory="HNSW32", ef_search=EF_SEARCH)
+                client.upsert(
+                    "bench",
+                    ({"id": str(i), "vector": xb[i]} for i in range(n)),
+                    batch_size=1000,
+                    progress=True,
+                    total=n,
+                )
+                while client.describe_corpus("bench")["searching"] != "HNSW32":
+                    time.sleep(1)
+                client.search([("vector", queries[0])], space=SPACE, top_k=10)
+                for threads in tqdm(CONCURRENCY, desc="gRPC search"):
+                    grpc_stats = run_clients(
+                        lambda q: client.search([("vector", q)], space=SPACE, top_k=10, corpora=["bench"]),
+                        list(queries),
+                        threads,
+                    )
+                    rows.append(
+                        {
+                            "concurrency": threads,
+                            "grpc_qps": grpc_stats["qps"],
+                            "grpc_p50_ms": grpc_stats["p50_ms"],
+                            "grpc_p99_ms": grpc_stats["p99_ms"],
+                        }
+                    )
+        finally:
+            stop_server(proc)
+        # In-process: the same corpus, reopened from what the server snapshotted, the same Router call.
+        with Catalog(tmp) as catalog:
+            router = Router(catalog)
+            space_id = catalog.get("bench").space_id
+            catalog.get("bench").wait_idle()
+            for row in rows:
+                local = run_clients(
+                    lambda q: router.search(Query([QueryPart("vector", q)], space_id, top_k=10, corpora=["bench"])),
+                    list(queries),
+                    row["concurrency"],
+                )
+                row.update(
+                    local_qps=local["qps"],
+                    local_p50_ms=local["p50_ms"],
+                    local_p99_ms=local["p99_ms"],
+                    ratio=local["qps"] / row["grpc_qps"],
+                )
+    return rows, kind
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def batch_totals(metrics_port: int) -> tuple[float, float]:
+    """(items, batches) embedded so far, from the server's own Prometheus batch-size histogram."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    values = dict(line.split(" ", 1) for line in text.splitlines() if line.startswith("tessera_embed_batch_size_"))
+    return float(values.get("tessera_embed_batch_size_sum", "0")), float(
+        values.get("tessera_embed_batch_size_count", "0")
+    )
+
+
+def bench_embed(calls: int, max_wait_ms: float) -> dict[str, float]:
+    sentences = real_sentences(calls + 7)[7:]  # skip the over-length and non-English extras
+    out: dict[str, float] = {"max_wait_ms": max_wait_ms}
+    runs = (("batching_on", ("--max-wait-ms", str(max_wait_ms))), ("batching_off", ("--no-batching",)))
+    for label, extra in runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            port = free_port()
+            proc, address = start_server(Path(tmp), "--metrics-port", str(port), *extra)
+            try:
+                with TesseraClient(address, timeout=300) as client:
+                    client.embed(sentences[:8], space=SPACE)  # load the model before timing
+                    items0, batches0 = batch_totals(port)
+                    stats = run_clients(lambda s: client.embed([s], space=SPACE), sentences, 32)
+                    items1, batches1 = batch_totals(port)
+                    if batches1 > batches0:
+                        out[f"{label}_mean_batch_size"] = (items1 - items0) / (batches1 - batches0)
+            finally:
+                stop_server(proc)
+        out[f"{label}_qps"] = stats["qps"]
+        out[f"{label}_p50_ms"] = stats["p50_ms"]
+        out[f"{label}_p99_ms"] = stats["p99_ms"]
+    out["ratio"] = out["batching_on_qps"] / out["batching_off_qps"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100_000, help="vectors in the search corpus")
+    parser.add_argument("--queries", type=int, default=2000, help="search calls per concurrency level")
+    parser.add_argument("--embed-calls", type=int, default=640, help="single-text Embed calls per run")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="micro-batching window for the server")
+    parser.add_argument("--skip-search", action="store_true", help="only the embed part")
+    parser.add_argument("--data", choices=["minilm", "synthetic"], default="minilm")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "service_bench.json")
+    args = parser.parse_args(argv)
+    search_rows, kind = bench_search(args.n, args.queries, args.data) if not args.skip_search else ([], "")
+    embed = bench_embed(args.embed_calls, args.max_wait_ms)
+    result = {
+        "benchmark": "service_bench",
+        "machine": {"cpus": os.cpu_count()},
+        "search": {
+            "n": args.n,
+            "data": kind,
+            "index": "HNSW32",
+            "ef_search": EF_SEARCH,
+            "queries": args.queries,
+            "ratio_is": "in-process QPS / gRPC QPS",
+            "rows": search_rows,
+        },
+        "embed": {"concurrent_calls": 32, "calls": args.embed_calls, "space": SPACE, **embed},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
