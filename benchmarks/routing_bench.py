@@ -22,8 +22,9 @@ real distractor sentences), so a query's 18 relevant items are a third text, a
 third images, a third audio, and no single modality can fill a relevant top 10.
 Each query (40 text phrasings, 200 held-out images, 200 held-out clips) is
 relevant to the items of its digit. Methods: one mixed FAISS index over all items with raw cosines;
-per-corpus search merged by raw cosine; calibrated fusion (per-query z-score,
-Tessera's default); per-pair calibration; reciprocal-rank fusion. Metrics:
+per-corpus search merged by raw cosine; calibrated fusion (Tessera's default: each corpus's
+scores shifted by the query's top-10 mean over that corpus's reference sample); per-pair
+calibration; reciprocal-rank fusion. Metrics:
 nDCG@10 and the share of each modality in the top 10.
 
     python -m benchmarks.routing_bench [--shared-data ../shared/data] [--out benchmarks/results/routing_bench.json]

@@ -67,6 +67,30 @@ class Space:
         with torch.inference_mode():
             return self.encoder(modality).encode(prepared).float().cpu().numpy()
 
+    def embed_merged(self, modality: Modality | str, prepared: list[Any], padded_budget: int = 1024) -> np.ndarray:
+        """One merged batch from many callers (micro-batching), in input order.
+
+        Callers' items differ in length, and one model call pads every item to the longest:
+        a 500-character sentence would make fifteen 40-character queries cost as much as
+        itself each. Items are sorted by length and cut into sub-batches whose padded size
+        (count x longest length) stays within `padded_budget`.
+        """
+        encoder = self.encoder(modality)
+        if not encoder.sort_by_length or len(prepared) < 2:
+            return self.embed_prepared(modality, prepared)
+        lengths = [max(1, encoder.length(p)) for p in prepared]
+        order = sorted(range(len(prepared)), key=lengths.__getitem__)
+        out = np.empty((len(prepared), self.dim), dtype=np.float32)
+        group: list[int] = []
+        for i in [*order, -1]:
+            # Sorted ascending, so item i is the longest of the group it would join.
+            if group and (i < 0 or (len(group) + 1) * lengths[i] > padded_budget):
+                out[group] = self.embed_prepared(modality, [prepared[j] for j in group])
+                group = []
+            if i >= 0:
+                group.append(i)
+        return out
+
     def embed(
         self,
         modality: Modality | str,

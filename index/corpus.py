@@ -414,11 +414,13 @@ class Corpus:
         ef_search: int | None = None,
         exact: bool = False,
         normalize: bool = True,
+        rescore: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, slots) arrays, (n_queries, k); -1 slots pad results shorter than k.
 
         Queries are L2-normalised first so scores are cosines; composite Symile
         queries pass `normalize=False` to keep the multilinear inner product.
+        `rescore` overrides the corpus's setting for this call.
         """
         queries = self._check_queries(queries, normalize)
         if k.__class__ is not int or k < 1:
@@ -448,7 +450,7 @@ class Corpus:
                 nprobe=nprobe or self.config.nprobe,
                 ef_search=ef_search or self.config.ef_search,
             )
-            if refine == 1 and (ann.exact_scores or not self.config.rescore):
+            if refine == 1 and (ann.exact_scores or not (self.config.rescore if rescore is None else rescore)):
                 return result.scores, result.slots
             return _rescore(vectors, queries, result.slots, k)
 
@@ -581,7 +583,7 @@ def _rescore(vectors: np.ndarray, queries: np.ndarray, slots: np.ndarray, k: int
     if len(queries) == 1 and slots[0, -1] >= 0:
         found = slots[0]
         scores = vectors.take(found, axis=0) @ queries[0]
-        order = (-scores).argsort(kind="stable")[:k]
+        order = scores.argsort()[::-1][:k]  # ties among 32-bit cosines are rare enough to not need stability
         return scores[order][None], found[order][None]
     safe = np.maximum(slots, 0)
     scores = np.einsum("qkd,qd->qk", vectors[safe], queries)

@@ -26,6 +26,10 @@ from index.routing import Query, QueryPart, RoutedResult, Router
 
 from .batching import MicroBatcher
 
+# Modalities whose `prepare` only validates, run on the event loop for small requests.
+INLINE_PREPARE = frozenset({Modality.TEXT, Modality.VECTOR})
+INLINE_PREPARE_MAX = 16
+
 
 class LimitError(ValueError):
     """A request is larger than the server accepts (RESOURCE_EXHAUSTED)."""
@@ -105,7 +109,7 @@ class Engine:
         batcher = self._batchers.get(key)
         if batcher is None:
             batcher = MicroBatcher(
-                lambda items: space.embed_prepared(modality, items),
+                lambda items: space.embed_merged(modality, items),
                 max_batch=self.max_batch,
                 max_wait_ms=self.max_wait_ms,
                 on_batch=self._on_batch,
@@ -123,11 +127,18 @@ class Engine:
         space = self.space(space_name)
         space.encoder(modality)  # ValueError if the space does not embed this modality
         labels = list(ids) if ids is not None else list(range(len(values)))
-        prepared = await asyncio.to_thread(
-            lambda: [space.prepare(modality, v, labels[i]) for i, v in enumerate(values)]
-        )
+        if modality in INLINE_PREPARE and len(values) <= INLINE_PREPARE_MAX:
+            # Text and vectors are only validated here (no decoding): a thread hop would cost more.
+            prepared = [space.prepare(modality, v, labels[i]) for i, v in enumerate(values)]
+        else:
+            prepared = await asyncio.to_thread(
+                lambda: [space.prepare(modality, v, labels[i]) for i, v in enumerate(values)]
+            )
         if not prepared:
             return np.empty((0, space.dim), dtype=np.float32)
+        if modality is Modality.VECTOR and len(prepared) <= INLINE_PREPARE_MAX:
+            # No model to share: a vector query is normalised at once instead of waiting for a batch.
+            return space.embed_prepared(modality, prepared)
         if not self.batching:
             return await asyncio.to_thread(space.embed_prepared, modality, prepared)
         batcher = self._batcher(space, modality)

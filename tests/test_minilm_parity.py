@@ -33,3 +33,23 @@ def test_text_accepts_utf8_bytes(minilm_space) -> None:
     as_str = minilm_space.embed("text", ["Der schnelle braune Füchse"])
     as_bytes = minilm_space.embed("text", ["Der schnelle braune Füchse".encode()])
     np.testing.assert_allclose(as_str, as_bytes, atol=1e-6)
+
+
+def test_merged_micro_batch_is_cut_by_padded_length_and_keeps_caller_order(minilm_space) -> None:
+    sentences = real_sentences(60)[7:47]  # mixed lengths, 20 to 500+ characters
+    lengths = [len(s) for s in sentences]
+    assert max(lengths) > 10 * min(lengths)
+    prepared = [minilm_space.prepare("text", s) for s in sentences]
+    calls: list[int] = []
+    encoder = minilm_space.encoder("text")
+    original = encoder.encode
+    encoder.encode = lambda batch: (calls.append(max(len(s) for s in batch) * len(batch)), original(batch))[1]
+    try:
+        merged = minilm_space.embed_merged("text", prepared, padded_budget=1024)
+    finally:
+        encoder.encode = original
+    alone = np.concatenate([minilm_space.embed_prepared("text", [p]) for p in prepared])
+    assert np.sum(merged * alone, axis=1).min() >= 0.9999  # same vectors, in the callers' order
+    assert len(calls) > 1  # cut into several model calls ...
+    single_item_overruns = [c for c in calls if c > 1024]
+    assert all(c <= max(lengths) for c in single_item_overruns)  # ... each within budget unless one item alone
