@@ -161,6 +161,10 @@ def item_message(item: dict[str, Any] | Any, modality: str | None) -> pb.Item:
     return message
 
 
+def embed_vectors(response: pb.EmbedResponse) -> np.ndarray:
+    return np.stack([vector_of(v) for v in response.vectors]) if response.vectors else np.empty((0, response.dim))
+
+
 def embed_request(inputs: Sequence[Any], modality: str, space: str) -> pb.EmbedRequest:
     return pb.EmbedRequest(space=space, items=[content_message(modality, x) for x in inputs])
 
@@ -292,8 +296,15 @@ class TesseraClient:
         grpc.channel_ready_future(self.channel).result(timeout=timeout)
 
     def embed(self, inputs: Sequence[Any], *, modality: str = "text", space: str = "minilm") -> np.ndarray:
-        response = self._call(self.stub.Embed, embed_request(inputs, modality, space))
-        return np.stack([vector_of(v) for v in response.vectors]) if response.vectors else np.empty((0, response.dim))
+        return embed_vectors(self._call(self.stub.Embed, embed_request(inputs, modality, space)))
+
+    def embed_stream(
+        self, batches: Iterable[Sequence[Any]], *, modality: str = "text", space: str = "minilm"
+    ) -> Iterator[np.ndarray]:
+        """One bidirectional stream: each batch of inputs sent yields its vectors, in order."""
+        requests = (embed_request(batch, modality, space) for batch in batches)
+        for response in self.stub.EmbedStream(requests, timeout=None, metadata=self._metadata):
+            yield embed_vectors(response)
 
     def list_spaces(self) -> list[dict[str, Any]]:
         response = self._call(self.stub.ListSpaces, pb.ListSpacesRequest())
@@ -436,8 +447,7 @@ class AsyncTesseraClient:
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
     async def embed(self, inputs: Sequence[Any], *, modality: str = "text", space: str = "minilm") -> np.ndarray:
-        response = await self._call(self.stub.Embed, embed_request(inputs, modality, space))
-        return np.stack([vector_of(v) for v in response.vectors]) if response.vectors else np.empty((0, response.dim))
+        return embed_vectors(await self._call(self.stub.Embed, embed_request(inputs, modality, space)))
 
     async def create_corpus(
         self,

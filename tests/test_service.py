@@ -68,6 +68,21 @@ def test_health_and_reflection(client: TesseraClient, server: ServerThread) -> N
     assert {"tessera.v1.Tessera", "grpc.health.v1.Health"} <= names
 
 
+def test_embed_stream_answers_each_batch_in_order_and_list_spaces(client: TesseraClient, bind_space) -> None:
+    sentences = list(PASSAGES.values())
+    batches = [sentences[:1], sentences[1:4], ["a third message on the same stream"]]
+    streamed = list(client.embed_stream(iter(batches), space=SPACE))
+    assert [v.shape for v in streamed] == [(1, 384), (3, 384), (1, 384)]
+    local = bind_space.embed("text", [s for b in batches for s in b])
+    assert float(np.min(np.sum(np.concatenate(streamed) * local, axis=1))) > 0.9999
+    with pytest.raises(grpc.RpcError) as err:  # a bad message ends the stream with its status
+        list(client.embed_stream(iter([sentences[:1], ["   "]]), space=SPACE))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    spaces = {s["name"]: s for s in client.list_spaces()}
+    assert spaces["minilm"]["available"] and "text" in spaces["minilm"]["modalities"]
+    assert {"text", "image", "audio", "video"} <= set(spaces[SPACE]["modalities"])
+
+
 def test_embed_matches_the_in_process_space(client: TesseraClient, bind_space) -> None:
     sentences = list(PASSAGES.values())
     remote = client.embed(sentences, space=SPACE)
@@ -302,3 +317,30 @@ def test_tls_and_mutual_tls(tmp_path: Path) -> None:
             assert codes(plaintext.list_corpora)[0] == grpc.StatusCode.UNAVAILABLE
     finally:
         srv.stop()
+
+
+def test_prometheus_metrics_count_calls_batches_and_corpus_sizes(
+    client: TesseraClient, server: ServerThread, texts: str
+) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server.metrics.serve(port)
+    client.embed(["one sentence to count"], space=SPACE)
+    client.describe_corpus(texts)
+    with pytest.raises(grpc.RpcError):
+        client.describe_corpus("no-such-corpus")
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in page.splitlines()
+        if line.startswith("tessera_")
+    }
+    assert samples['tessera_requests_total{code="OK",method="Embed"}'] >= 1
+    assert samples['tessera_requests_total{code="NOT_FOUND",method="DescribeCorpus"}'] >= 1
+    assert samples['tessera_request_seconds_count{method="Embed"}'] >= 1
+    assert samples["tessera_embed_batch_size_count"] >= 1 and samples["tessera_embed_batch_size_sum"] >= 1
+    assert samples[f'tessera_corpus_items{{corpus="{texts}"}}'] == len(client.get(texts, list(PASSAGES)))
