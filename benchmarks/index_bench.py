@@ -209,7 +209,7 @@ def build_tessera(factory: str, xb: np.ndarray, root: Path) -> tuple[dict, Any, 
     return stats, sides, corpus
 
 
-def compare_qps(sides: dict[str, Any], queries: np.ndarray, rounds: int) -> dict:
+def compare_qps(sides: dict[str, Any], queries: np.ndarray, rounds: int, min_seconds: float = MIN_SECONDS) -> dict:
     """Best-of-`rounds` QPS per side ("raw_", "", "rescored_"), rotating which goes first each
     round, so drift on a shared machine does not land on one side."""
     faiss.omp_set_num_threads(1)
@@ -220,7 +220,7 @@ def compare_qps(sides: dict[str, Any], queries: np.ndarray, rounds: int) -> dict
     for r in range(rounds):
         for prefix in order[r % len(order) :] + order[: r % len(order)]:
             for threads in (1, 2):
-                value, hits = qps(sides[prefix], queries, threads)
+                value, hits = qps(sides[prefix], queries, threads, min_seconds)
                 key = f"{prefix}qps_{threads}t"
                 best[key] = max(best.get(key, 0.0), value)
                 found.setdefault(prefix, hits)
@@ -278,7 +278,15 @@ def bench_batched_exact(xb: np.ndarray, queries: np.ndarray) -> dict:
     }
 
 
-def run(sizes: list[int], kinds: list[str], out: Path, data_kind: str = "auto", merge: bool = False) -> dict:
+def run(
+    sizes: list[int],
+    kinds: list[str],
+    out: Path,
+    data_kind: str = "auto",
+    merge: bool = False,
+    rounds: int = QPS_ROUNDS,
+    min_seconds: float = MIN_SECONDS,
+) -> dict:
     # Read before the first row is written: partial results go to `out` as they come.
     earlier = json.loads(out.read_text()) if merge and out.exists() else None
     results: dict[str, Any] = {
@@ -293,7 +301,7 @@ def run(sizes: list[int], kinds: list[str], out: Path, data_kind: str = "auto", 
         "hnsw_ef_search": HNSW_EF,
         "ivf_nprobe": IVF_NPROBE,
         "overhead_ratio_is": "raw_qps / tessera_qps (1.0 = no overhead; bar <= 1.10)",
-        "qps_is": f"best of {QPS_ROUNDS} alternating rounds per side, each >= {MIN_SECONDS} s, one query per call",
+        "qps_is": f"best of {rounds} alternating rounds per side, each >= {min_seconds} s, one query per call",
         "runs": [],
         "batched_exact": [],
     }
@@ -315,7 +323,7 @@ def run(sizes: list[int], kinds: list[str], out: Path, data_kind: str = "auto", 
             root = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
             try:
                 ours, ours_sides, corpus = build_tessera(factory, xb, root)
-                timed = compare_qps({"raw_": raw_one, **ours_sides}, queries[:nq], QPS_ROUNDS)
+                timed = compare_qps({"raw_": raw_one, **ours_sides}, queries[:nq], rounds, min_seconds)
                 searching = corpus.describe()["index"]["searching"]
                 corpus.wait_idle()
                 corpus.wal.close()  # not close(): its final snapshot would write 1.5 GB for nothing
@@ -343,7 +351,7 @@ def run(sizes: list[int], kinds: list[str], out: Path, data_kind: str = "auto", 
                 "qps_2t": timed["qps_2t"],
                 "ratio_1t": timed["raw_qps_1t"] / timed["qps_1t"],
                 "ratio_2t": timed["raw_qps_2t"] / timed["qps_2t"],
-                "qps_rounds": QPS_ROUNDS,
+                "qps_rounds": rounds,
                 **(
                     {
                         "rescored_recall_at_10": recall(timed["rescored_found"], truth[:nq]),
@@ -415,8 +423,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="replace only the rows measured now in an existing --out file (each row has its own timestamp)",
     )
+    parser.add_argument("--rounds", type=int, default=QPS_ROUNDS, help="QPS rounds per side (best counts)")
+    parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS, help="length of each QPS window")
     args = parser.parse_args(argv)
-    run(args.sizes, args.indexes, args.out, args.data, args.merge)
+    run(args.sizes, args.indexes, args.out, args.data, args.merge, args.rounds, args.min_seconds)
     return 0
 
 

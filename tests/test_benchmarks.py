@@ -30,9 +30,8 @@ def test_recorded_results_meet_the_bar() -> None:
 def test_index_bench_small_run_compares_against_raw_faiss(tmp_path: Path) -> None:
     out = tmp_path / "index_bench.json"
     cmd = [sys.executable, "-m", "benchmarks.index_bench", "--sizes", "3000", "--indexes", "Flat", "HNSW32"]
-    result = subprocess.run(
-        [*cmd, "--data", "synthetic", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600
-    )
+    cmd += ["--rounds", "2", "--min-seconds", "0.2", "--data", "synthetic", "--out", str(out)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     flat, hnsw = data["runs"]
@@ -40,6 +39,7 @@ def test_index_bench_small_run_compares_against_raw_faiss(tmp_path: Path) -> Non
     assert hnsw["recall_at_10"] == hnsw["raw_recall_at_10"]  # the same FAISS index underneath
     for row in data["runs"]:
         assert row["qps_1t"] > 0 and row["ratio_1t"] == row["raw_qps_1t"] / row["qps_1t"]
+    assert flat["qps_rounds"] == 2
     batched = data["batched_exact"][0]
     assert batched["same_ids_as_faiss"] > 0.99 and batched["limit_s"] > 0
 
@@ -54,3 +54,28 @@ def test_recorded_index_and_routing_results_meet_the_bars() -> None:
     routing = json.loads((REPO / "benchmarks" / "results" / "routing_bench.json").read_text())
     methods = routing["methods"]
     assert methods["calibrated"]["ndcg_at_10"] > methods["mixed_raw"]["ndcg_at_10"]
+
+
+def test_service_bench_small_run_measures_grpc_against_in_process(tmp_path: Path) -> None:
+    out = tmp_path / "service_bench.json"
+    cmd = [sys.executable, "-m", "benchmarks.service_bench", "--n", "2000", "--queries", "64", "--embed-calls", "32"]
+    result = subprocess.run(
+        [*cmd, "--data", "synthetic", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert [r["concurrency"] for r in data["search"]["rows"]] == [1, 8, 32]
+    for row in data["search"]["rows"]:
+        assert row["grpc_qps"] > 0 and row["grpc_p99_ms"] >= row["grpc_p50_ms"] > 0
+        assert abs(row["ratio"] - row["local_qps"] / row["grpc_qps"]) < 1e-9
+    embed = data["embed"]
+    assert embed["batching_on_mean_batch_size"] > 1  # concurrent calls really were merged
+    assert abs(embed["ratio"] - embed["batching_on_qps"] / embed["batching_off_qps"]) < 1e-9
+
+
+def test_recorded_service_results_cover_the_documented_runs() -> None:
+    data = json.loads((REPO / "benchmarks" / "results" / "service_bench.json").read_text())
+    assert data["search"]["n"] == 100_000 and data["search"]["index"] == "HNSW32"
+    assert [r["concurrency"] for r in data["search"]["rows"]] == [1, 8, 32]
+    # Micro-batching must at least pay for itself; the 4x is not met on 2 CPU cores (README).
+    assert data["embed"]["concurrent_calls"] == 32 and data["embed"]["ratio"] > 1.0
