@@ -167,7 +167,10 @@ def decode_video(content: bytes, num_frames: int, audio_rate: int | None = None)
             if not container.streams.video:
                 raise DecodeError("video", "no video stream in the data")
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # Slice threads only. With frame threads ("AUTO"), stopping early leaves frames in flight,
+            # and freeing the codec then waits on threads that may need the GIL (PyAV's log
+            # callback) while the freeing thread holds it: a deadlock, seen in a server worker thread.
+            stream.thread_type = "SLICE"
             total = stream.frames
             if total <= 0:  # containers without a frame count (WebM, fragmented MP4): count first
                 total = sum(1 for _ in container.decode(stream))
