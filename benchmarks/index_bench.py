@@ -49,6 +49,7 @@ N_QUERIES_FLAT_1M = 100  # one exact scan of 1M x 384 per query: 100 queries kee
 BATCH_QUERIES = 64
 HNSW_EF = 64
 IVF_NPROBE = 32
+INDEX_KINDS = ("Flat", "HNSW32", "IVF-PQ")  # the three; any factory string also works
 QPS_ROUNDS = 5  # best of 5, alternating raw/Tessera order
 MIN_SECONDS = 2.0  # per QPS measurement
 
@@ -149,7 +150,7 @@ def search_params(factory: str) -> dict[str, int]:
     return {}
 
 
-def raw_params(index: Any, factory: str) -> Any:
+def raw_params(factory: str) -> Any:
     if factory.startswith("HNSW"):
         return faiss.SearchParametersHNSW(efSearch=HNSW_EF)
     if factory.startswith("IVF"):
@@ -166,7 +167,7 @@ def build_raw(factory: str, xb: np.ndarray, train: np.ndarray) -> tuple[dict, An
         index.train(train)
     index.add(xb)
     stats = {"build_s": time.perf_counter() - start, "memory_mb": rss_mb() - rss0}
-    params = raw_params(index, factory)
+    params = raw_params(factory)
 
     def one(q: np.ndarray) -> np.ndarray:
         return index.search(q, K, params=params)[1][0] if params else index.search(q, K)[1][0]
@@ -391,12 +392,7 @@ def merge_results(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     fresh_batched = {b["n"] for b in new["batched_exact"]}
     merged = dict(new)
     merged["runs"] = [r for r in old["runs"] if (r["n"], r["index"]) not in fresh] + new["runs"]
-    merged["runs"].sort(
-        key=lambda r: (
-            r["n"],
-            ["Flat", "HNSW32", "IVF-PQ"].index(r["index"]) if r["index"] in ("Flat", "HNSW32", "IVF-PQ") else 9,
-        )
-    )
+    merged["runs"].sort(key=lambda r: (r["n"], INDEX_KINDS.index(r["index"]) if r["index"] in INDEX_KINDS else 9))
     merged["batched_exact"] = [b for b in old["batched_exact"] if b["n"] not in fresh_batched] + new["batched_exact"]
     merged["batched_exact"].sort(key=lambda b: b["n"])
     return merged
@@ -408,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--indexes",
         nargs="+",
-        default=["Flat", "HNSW32", "IVF-PQ"],
+        default=list(INDEX_KINDS),
         help="index types: Flat, HNSW32, IVF-PQ, or any FAISS factory string",
     )
     parser.add_argument(

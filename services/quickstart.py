@@ -119,31 +119,33 @@ def _fill_corpora(client: TesseraClient, space: str, folder: Path) -> list[dict[
 
 
 def _queries(client: TesseraClient, space: str, folder: Path) -> list[QueryRun]:
+    ann_question = "how does approximate nearest-neighbour search avoid scanning everything?"
     seven = (folder / "seven_george.wav").read_bytes()
+    # (title, query as shown, query parts, search options); the routed query shows more hits.
     plan: list[tuple[str, str, list[tuple[Any, ...]], dict[str, Any]]] = [
+        ("text -> text", ann_question, [("text", ann_question)], {"corpora": ["passages"], "top_k": 3}),
         (
-            "text -> text",
-            "how does approximate nearest-neighbour search avoid scanning everything?",
-            [("text", "how does approximate nearest-neighbour search avoid scanning everything?")],
-            {"corpora": ["passages"]},
+            "text -> image",
+            "a handwritten seven",
+            [("text", "a handwritten seven")],
+            {"corpora": ["digit-images"], "top_k": 3},
         ),
-        ("text -> image", "a handwritten seven", [("text", "a handwritten seven")], {"corpora": ["digit-images"]}),
         (
             "audio -> image",
             "seven_george.wav, someone saying 'seven'",
             [("audio", seven)],
-            {"corpora": ["digit-images"]},
+            {"corpora": ["digit-images"], "top_k": 3},
         ),
         (
             "routed, all corpora (calibrated fusion)",
             "the number seven",
             [("text", "the number seven")],
-            {"target_modalities": ["text", "image", "audio"]},
+            {"target_modalities": ["text", "image", "audio"], "top_k": 6},
         ),
     ]
     runs = []
     for title, shown, parts, options in plan:
-        result = client.search(parts, space=space, top_k=3 if "routed" not in title else 6, **options)
+        result = client.search(parts, space=space, **options)
         runs.append(QueryRun(title, shown, result.searched, result.hits))
     return runs
 
