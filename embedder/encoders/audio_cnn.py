@@ -36,37 +36,91 @@ def mel_filterbank(
 
 
 class LogMel(nn.Module):
-    def __init__(self, sample_rate: int, n_fft: int, hop: int, n_mels: int) -> None:
+    def __init__(
+        self, sample_rate: int, n_fft: int, hop: int, n_mels: int, per_band: bool = False, top_db: float = 0.0
+    ) -> None:
         super().__init__()
-        self.n_fft, self.hop = n_fft, hop
+        self.n_fft, self.hop, self.per_band, self.top_db = n_fft, hop, per_band, top_db
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         self.register_buffer("mel", torch.from_numpy(mel_filterbank(sample_rate, n_fft, n_mels)), persistent=False)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         spec = torch.stft(waves, self.n_fft, self.hop, window=self.window, return_complex=True).abs().pow(2)
         logmel = torch.log(self.mel @ spec + 1e-6)  # (batch, n_mels, frames)
-        # Per-clip standardisation removes loudness and channel differences between recordings.
-        mean = logmel.mean(dim=(1, 2), keepdim=True)
-        std = logmel.std(dim=(1, 2), keepdim=True)
+        if self.top_db > 0:
+            # Floor everything more than top_db below the clip's peak (librosa's power_to_db does the
+            # same): zero padding and background hiss then look alike, so statistics no longer
+            # depend on how much padding a short clip got.
+            peak = logmel.amax(dim=(1, 2), keepdim=True)
+            logmel = torch.maximum(logmel, peak - self.top_db * np.log(10) / 10)
+        # Per-clip standardisation removes loudness and channel differences between recordings;
+        # per band (cepstral mean and variance normalisation) it also removes much of a
+        # voice's and a microphone's spectral colour, which helps unseen speakers.
+        dims = (2,) if self.per_band else (1, 2)
+        mean = logmel.mean(dim=dims, keepdim=True)
+        std = logmel.std(dim=dims, keepdim=True)
         return (logmel - mean) / (std + 1e-5)
+
+
+def spec_augment(mel: torch.Tensor, freq_mask: int, time_mask: int) -> torch.Tensor:
+    """SpecAugment (Park et al., 2019): zero one random band range and one random frame range per clip."""
+    n, bands, frames = mel.shape
+    out = mel.clone()
+    for size, axis, length in ((freq_mask, 1, bands), (time_mask, 2, frames)):
+        if size <= 0:
+            continue
+        widths = torch.randint(0, size + 1, (n,), device=mel.device)
+        starts = (torch.rand(n, device=mel.device) * (length - widths + 1)).long()
+        positions = torch.arange(length, device=mel.device)[None]
+        hidden = (positions >= starts[:, None]) & (positions < (starts + widths)[:, None])  # (n, length)
+        out = out.masked_fill(hidden[:, :, None] if axis == 1 else hidden[:, None, :], 0.0)
+    return out
 
 
 class AudioTower(nn.Module):
     def __init__(
-        self, sample_rate: int, n_fft: int, hop: int, n_mels: int, widths: list[int], head: ProjectionHead
+        self,
+        sample_rate: int,
+        n_fft: int,
+        hop: int,
+        n_mels: int,
+        widths: list[int],
+        head: ProjectionHead,
+        per_band: bool = False,
+        freq_mask: int = 0,
+        time_mask: int = 0,
+        top_db: float = 0.0,
+        pool_grid: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
-        self.features = LogMel(sample_rate, n_fft, hop, n_mels)
-        self.backbone = SmallCNN(1, widths)
+        self.features = LogMel(sample_rate, n_fft, hop, n_mels, per_band, top_db)
+        self.backbone = SmallCNN(1, widths, pool_grid)
         self.head = head
+        self.freq_mask, self.time_mask = freq_mask, time_mask
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        return l2_normalize(self.head(self.backbone(self.features(waves).unsqueeze(1))))
+        mel = self.features(waves)
+        if self.training and (self.freq_mask or self.time_mask):
+            mel = spec_augment(mel, self.freq_mask, self.time_mask)
+        return l2_normalize(self.head(self.backbone(mel.unsqueeze(1))))
 
 
 @register("logmel_cnn_audio")
 class LogMelCNNAudioEncoder(TowerEncoder):
-    config_keys = ("sample_rate", "clip_seconds", "n_fft", "hop", "n_mels", "widths", "head_hidden")
+    config_keys = (
+        "sample_rate",
+        "clip_seconds",
+        "n_fft",
+        "hop",
+        "n_mels",
+        "widths",
+        "head_hidden",
+        "per_band_norm",
+        "top_db",
+        "pool_grid",
+        "freq_mask",
+        "time_mask",
+    )
     modality = Modality.AUDIO
 
     def __init__(
@@ -79,13 +133,27 @@ class LogMelCNNAudioEncoder(TowerEncoder):
         n_mels: int = 64,
         widths: list[int] | None = None,
         head_hidden: int = 0,
+        per_band_norm: bool = False,
+        top_db: float = 0.0,
+        pool_grid: list[int] | None = None,
+        freq_mask: int = 0,
+        time_mask: int = 0,
         device: torch.device | None = None,
     ) -> None:
         self.dim, self.sample_rate, self.clip_seconds = dim, sample_rate, clip_seconds
+        # SpecAugment mask widths (bands, frames) apply only while training.
+        self.per_band_norm, self.freq_mask, self.time_mask = per_band_norm, freq_mask, time_mask
+        self.top_db = top_db  # 0: no floor
+        # (bands, frames) cells to pool the CNN's output into; None pools globally.
+        self.pool_grid = list(pool_grid) if pool_grid else None
         self.n_fft, self.hop, self.n_mels = n_fft, hop, n_mels
         self.widths, self.head_hidden = list(widths or [32, 64, 128]), head_hidden
-        head = ProjectionHead(self.widths[-1], dim, head_hidden)
-        self.tower = AudioTower(sample_rate, n_fft, hop, n_mels, self.widths, head).eval()
+        cells = self.pool_grid[0] * self.pool_grid[1] if self.pool_grid else 1
+        head = ProjectionHead(self.widths[-1] * cells, dim, head_hidden)
+        grid = (self.pool_grid[0], self.pool_grid[1]) if self.pool_grid else None
+        self.tower = AudioTower(
+            sample_rate, n_fft, hop, n_mels, self.widths, head, per_band_norm, freq_mask, time_mask, top_db, grid
+        ).eval()
         self.device = device or torch.device("cpu")
         self.tower.to(self.device)
 

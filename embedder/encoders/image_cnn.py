@@ -16,9 +16,14 @@ from .heads import ProjectionHead
 
 
 class SmallCNN(nn.Module):
-    """Conv-BN-ReLU blocks, each halving the resolution, then global average pooling."""
+    """Conv-BN-ReLU blocks, each halving the resolution, then average pooling.
 
-    def __init__(self, in_channels: int, widths: list[int]) -> None:
+    `grid=None` pools globally; `grid=(rows, cols)` pools into a coarse grid and
+    flattens it, keeping where things are (for spectrograms: when in the word a
+    sound comes, which global pooling throws away).
+    """
+
+    def __init__(self, in_channels: int, widths: list[int], grid: tuple[int, int] | None = None) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for width in widths:
@@ -26,10 +31,14 @@ class SmallCNN(nn.Module):
             layers.append(nn.MaxPool2d(2))
             in_channels = width
         self.features = nn.Sequential(*layers)
-        self.out_dim = in_channels
+        self.grid = tuple(grid) if grid else None
+        self.out_dim = in_channels * (self.grid[0] * self.grid[1] if self.grid else 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean(dim=(2, 3))
+        x = self.features(x)
+        if self.grid is None:
+            return x.mean(dim=(2, 3))
+        return nn.functional.adaptive_avg_pool2d(x, self.grid).flatten(1)
 
 
 class ImageTower(nn.Module):
