@@ -23,11 +23,18 @@ class SmallCNN(nn.Module):
     sound comes, which global pooling throws away).
     """
 
-    def __init__(self, in_channels: int, widths: list[int], grid: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, in_channels: int, widths: list[int], grid: tuple[int, int] | None = None, norm: str = "batch"
+    ) -> None:
         super().__init__()
+        if norm not in ("batch", "instance"):
+            raise ValueError(f"norm must be 'batch' or 'instance', not {norm!r}")
         layers: list[nn.Module] = []
         for width in widths:
-            layers += [nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            # Instance norm normalises each input's channels on its own: a recording's (or a speaker's)
+            # overall colour never reaches the next layer.
+            normalise = nn.BatchNorm2d(width) if norm == "batch" else nn.InstanceNorm2d(width, affine=True)
+            layers += [nn.Conv2d(in_channels, width, 3, padding=1), normalise, nn.ReLU(inplace=True)]
             layers.append(nn.MaxPool2d(2))
             in_channels = width
         self.features = nn.Sequential(*layers)
