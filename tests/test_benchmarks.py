@@ -79,3 +79,35 @@ def test_recorded_service_results_cover_the_documented_runs() -> None:
     assert [r["concurrency"] for r in data["search"]["rows"]] == [1, 8, 32]
     # Micro-batching must at least pay for itself; the 4x is not met on 2 CPU cores (README).
     assert data["embed"]["concurrent_calls"] == 32 and data["embed"]["ratio"] > 1.0
+
+
+def test_alignment_digits_small_run_trains_and_scores_a_fold(tmp_path: Path) -> None:
+    out = tmp_path / "alignment_digits.json"
+    cmd = [sys.executable, "-m", "benchmarks.alignment_digits", "--losses", "clip", "--speakers", "theo"]
+    cmd += ["--epochs", "1", "--jobs", "1", "--out", str(out)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    (fold,) = data["per_fold"]
+    assert fold["loss"] == "clip" and fold["test_speaker"] == "theo"
+    for key in ("audio_to_text_accuracy", "image_to_text_accuracy", "audio_to_image_r1", "image_to_audio_r1"):
+        assert 0.0 <= fold[key] <= 1.0
+    # One epoch already beats chance (0.1) on the held-out speaker's clips and the test images.
+    assert fold["image_to_text_accuracy"] > 0.3 and fold["audio_to_text_accuracy"] > 0.15
+
+
+def test_recorded_alignment_results_cover_every_loss_and_speaker() -> None:
+    data = json.loads((REPO / "benchmarks" / "results" / "alignment_digits.json").read_text())
+    assert [row["loss"] for row in data["losses"]] == ["clip", "anchored", "gram", "symile"]
+    assert len(data["per_fold"]) == 20 and {f["test_speaker"] for f in data["per_fold"]} == {
+        "george",
+        "jackson",
+        "lucas",
+        "nicolas",
+        "theo",
+    }
+    best = max(data["losses"], key=lambda row: row["audio_to_text_accuracy_mean"])
+    assert data["best_loss"] == best["loss"]
+    assert best["audio_to_text_accuracy_mean"] >= data["bar_audio_to_text_accuracy"] == 0.85
+    assert all(row["train_seconds_max"] < 600 for row in data["losses"])  # each run under 10 minutes
+    assert data["shipped"]["loss"] == best["loss"]

@@ -38,7 +38,10 @@ def test_quickstart_serves_fills_corpora_and_answers_queries() -> None:
     routed = out.split("routed, all corpora")[1].splitlines()[0]
     for corpus in ("passages", "digit-images", "spoken-digits"):
         assert corpus in routed
-    assert "untrained" in out  # the report is honest about minilm-bind-init
+    # The default space is the shipped, trained `digits`: cross-modal queries find the seven.
+    assert "space digits " in out and "untrained" not in out
+    for title in ("text -> image", "audio -> image"):
+        assert "image-7" in out.split(title)[1].splitlines()[1] or "digits/7.png" in out.split(title)[1].splitlines()[1]
 
 
 def test_spaces_lists_builtins_and_weight_needs() -> None:

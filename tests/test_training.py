@@ -98,7 +98,7 @@ def raw_config(manifest: Path, output: Path, loss: str = "clip", epochs: int = 2
 
 def test_yaml_and_toml_configs_read_the_same(manifest: Path, tmp_path: Path) -> None:
     raw = raw_config(manifest, tmp_path / "out")
-    (tmp_path / "a.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     toml_lines = []
     # A small TOML writer is enough for this shape (tables of scalars, lists and one nesting level).
     for section, body in raw.items():
@@ -172,6 +172,13 @@ def test_training_writes_a_space_load_space_reads(trained, manifest: Path) -> No
     clip = (FSDD / "7_theo_5.wav").read_bytes()
     vectors = space.embed("audio", [clip, clip])
     assert vectors.shape == (2, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    # GRAM cannot tell v from -v; the trainer turns each encoder to point along the anchor (text),
+    # so cosine search, which the index does, finds matches rather than opposites.
+    table = pq.read_table(manifest).to_pylist()
+    train_rows = [r for r in table if r["speaker"] != "theo"]
+    audio = space.embed("audio", [(manifest.parent / r["audio"]).read_bytes() for r in train_rows])
+    text = space.embed("text", [r["text"] for r in train_rows])
+    assert float((audio * text).sum(1).mean()) > 0
     # Training moved the weights away from the seeded initial ones.
     init_dir = trained.output.parent / "init"
     raw = raw_config(manifest, init_dir, epochs=1)
@@ -230,7 +237,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(manifest: Path, tmp_path
 def test_tessera_train_cli(manifest: Path, tmp_path: Path) -> None:
     raw = raw_config(manifest, Path("space"), loss="symile", epochs=1)
     raw["data"]["manifest"] = os.path.relpath(manifest, tmp_path)  # relative to the config file
-    (tmp_path / "digits.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "digits.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run(
         [sys.executable, "-m", "services.cli", "train", str(tmp_path / "digits.yaml"), "--quiet"],

@@ -35,14 +35,33 @@ def mel_filterbank(
     return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
 
 
+def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Orthonormal DCT-II rows, shape (n_out, n_in), as librosa and torchaudio compute MFCCs."""
+    k = np.arange(n_out)[:, None]
+    n = np.arange(n_in)[None, :]
+    basis = np.cos(np.pi / n_in * (n + 0.5) * k) * np.sqrt(2.0 / n_in)
+    basis[0] /= np.sqrt(2.0)
+    return basis.astype(np.float32)
+
+
 class LogMel(nn.Module):
     def __init__(
-        self, sample_rate: int, n_fft: int, hop: int, n_mels: int, per_band: bool = False, top_db: float = 0.0
+        self,
+        sample_rate: int,
+        n_fft: int,
+        hop: int,
+        n_mels: int,
+        per_band: bool = False,
+        top_db: float = 0.0,
+        n_mfcc: int = 0,
     ) -> None:
         super().__init__()
         self.n_fft, self.hop, self.per_band, self.top_db = n_fft, hop, per_band, top_db
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         self.register_buffer("mel", torch.from_numpy(mel_filterbank(sample_rate, n_fft, n_mels)), persistent=False)
+        # MFCCs: the DCT's first coefficients keep the spectral envelope (what is said) and drop the
+        # fine structure (the voice's pitch harmonics).
+        self.register_buffer("dct", torch.from_numpy(dct_matrix(n_mfcc, n_mels)) if n_mfcc else None, persistent=False)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         spec = torch.stft(waves, self.n_fft, self.hop, window=self.window, return_complex=True).abs().pow(2)
@@ -53,6 +72,8 @@ class LogMel(nn.Module):
             # depend on how much padding a short clip got.
             peak = logmel.amax(dim=(1, 2), keepdim=True)
             logmel = torch.maximum(logmel, peak - self.top_db * np.log(10) / 10)
+        if self.dct is not None:
+            logmel = self.dct @ logmel
         # Per-clip standardisation removes loudness and channel differences between recordings;
         # per band (cepstral mean and variance normalisation) it also removes much of a
         # voice's and a microphone's spectral colour, which helps unseen speakers.
@@ -123,59 +144,47 @@ def stretch_time(mel: torch.Tensor, amount: float) -> torch.Tensor:
 
 
 class AudioTower(nn.Module):
+    """Log-mel (or MFCC) features -> CNN -> projection head; augmentations run only in training mode."""
+
     def __init__(
-        self,
-        sample_rate: int,
-        n_fft: int,
-        hop: int,
-        n_mels: int,
-        widths: list[int],
-        head: ProjectionHead,
-        per_band: bool = False,
-        freq_mask: int = 0,
-        time_mask: int = 0,
-        top_db: float = 0.0,
-        pool_grid: tuple[int, int] | None = None,
-        band_warp: float = 0.0,
-        time_stretch: float = 0.0,
-        norm: str = "batch",
+        self, features: LogMel, backbone: SmallCNN, head: ProjectionHead, augment: dict[str, float] | None = None
     ) -> None:
         super().__init__()
-        self.features = LogMel(sample_rate, n_fft, hop, n_mels, per_band, top_db)
-        self.backbone = SmallCNN(1, widths, pool_grid, norm)
-        self.head = head
-        self.freq_mask, self.time_mask, self.band_warp = freq_mask, time_mask, band_warp
-        self.time_stretch = time_stretch
+        self.features, self.backbone, self.head = features, backbone, head
+        self.augment = dict(augment or {})
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         mel = self.features(waves)
-        if self.training and self.band_warp > 0:
-            mel = warp_bands(mel, self.band_warp)
-        if self.training and self.time_stretch > 0:
-            mel = stretch_time(mel, self.time_stretch)
-        if self.training and (self.freq_mask or self.time_mask):
-            mel = spec_augment(mel, self.freq_mask, self.time_mask)
+        if self.training:
+            if self.augment.get("band_warp", 0) > 0:
+                mel = warp_bands(mel, self.augment["band_warp"])
+            if self.augment.get("time_stretch", 0) > 0:
+                mel = stretch_time(mel, self.augment["time_stretch"])
+            if self.augment.get("freq_mask", 0) or self.augment.get("time_mask", 0):
+                mel = spec_augment(mel, int(self.augment.get("freq_mask", 0)), int(self.augment.get("time_mask", 0)))
         return l2_normalize(self.head(self.backbone(mel.unsqueeze(1))))
 
 
 @register("logmel_cnn_audio")
 class LogMelCNNAudioEncoder(TowerEncoder):
+    # Front end, backbone and head; then the augmentations, which act only while training.
     config_keys = (
         "sample_rate",
         "clip_seconds",
         "n_fft",
         "hop",
         "n_mels",
-        "widths",
-        "head_hidden",
-        "per_band_norm",
+        "n_mfcc",
         "top_db",
+        "per_band_norm",
+        "widths",
+        "norm",
         "pool_grid",
+        "head_hidden",
         "freq_mask",
         "time_mask",
         "band_warp",
         "time_stretch",
-        "norm",
     )
     modality = Modality.AUDIO
 
@@ -187,45 +196,34 @@ class LogMelCNNAudioEncoder(TowerEncoder):
         n_fft: int = 400,
         hop: int = 160,
         n_mels: int = 64,
-        widths: list[int] | None = None,
-        head_hidden: int = 0,
-        per_band_norm: bool = False,
+        n_mfcc: int = 0,
         top_db: float = 0.0,
+        per_band_norm: bool = False,
+        widths: list[int] | None = None,
+        norm: str = "batch",
         pool_grid: list[int] | None = None,
+        head_hidden: int = 0,
         freq_mask: int = 0,
         time_mask: int = 0,
         band_warp: float = 0.0,
         time_stretch: float = 0.0,
-        norm: str = "batch",
         device: torch.device | None = None,
     ) -> None:
         self.dim, self.sample_rate, self.clip_seconds = dim, sample_rate, clip_seconds
-        # SpecAugment mask widths (bands, frames) and the band warp apply only while training.
-        self.per_band_norm, self.freq_mask, self.time_mask = per_band_norm, freq_mask, time_mask
-        self.band_warp, self.time_stretch, self.norm = band_warp, time_stretch, norm
-        self.top_db = top_db  # 0: no floor
+        self.n_fft, self.hop, self.n_mels, self.n_mfcc = n_fft, hop, n_mels, n_mfcc
+        self.top_db, self.per_band_norm = top_db, per_band_norm  # top_db 0: no floor
+        self.widths, self.norm, self.head_hidden = list(widths or [32, 64, 128]), norm, head_hidden
         # (bands, frames) cells to pool the CNN's output into; None pools globally.
         self.pool_grid = list(pool_grid) if pool_grid else None
-        self.n_fft, self.hop, self.n_mels = n_fft, hop, n_mels
-        self.widths, self.head_hidden = list(widths or [32, 64, 128]), head_hidden
-        cells = self.pool_grid[0] * self.pool_grid[1] if self.pool_grid else 1
-        head = ProjectionHead(self.widths[-1] * cells, dim, head_hidden)
+        self.freq_mask, self.time_mask = freq_mask, time_mask
+        self.band_warp, self.time_stretch = band_warp, time_stretch
         grid = (self.pool_grid[0], self.pool_grid[1]) if self.pool_grid else None
+        backbone = SmallCNN(1, self.widths, grid, norm)
         self.tower = AudioTower(
-            sample_rate,
-            n_fft,
-            hop,
-            n_mels,
-            self.widths,
-            head,
-            per_band_norm,
-            freq_mask,
-            time_mask,
-            top_db,
-            grid,
-            band_warp,
-            time_stretch,
-            norm,
+            LogMel(sample_rate, n_fft, hop, n_mels, per_band_norm, top_db, n_mfcc),
+            backbone,
+            ProjectionHead(backbone.out_dim, dim, head_hidden),
+            {"freq_mask": freq_mask, "time_mask": time_mask, "band_warp": band_warp, "time_stretch": time_stretch},
         ).eval()
         self.device = device or torch.device("cpu")
         self.tower.to(self.device)

@@ -132,8 +132,12 @@ def _loss(config: TrainConfig, embeddings: list[torch.Tensor], masks: list[torch
     return loss
 
 
-def _recall_at_1(queries: torch.Tensor, candidates: torch.Tensor, q_keys: np.ndarray, c_keys: np.ndarray) -> float:
-    nearest = (queries @ candidates.T).argmax(dim=1).cpu().numpy()
+def _recall_at_1(
+    queries: torch.Tensor, candidates: torch.Tensor, q_keys: np.ndarray, c_keys: np.ndarray, unsigned: bool = False
+) -> float:
+    similarity = queries @ candidates.T
+    # GRAM's own similarity of two vectors, -sqrt(1 - cos^2), ranks by |cos|.
+    nearest = (similarity.abs() if unsigned else similarity).argmax(dim=1).cpu().numpy()
     return float(np.mean(c_keys[nearest] == q_keys))
 
 
@@ -166,8 +170,42 @@ def evaluate(batches: Batches, data: PairedData, config: TrainConfig, scale: tor
             if i == j or not masks_all[i].any() or not masks_all[j].any():
                 continue
             qa, cb = masks_all[i], masks_all[j]
-            metrics[f"{a}->{b}_r1"] = _recall_at_1(vectors[i][qa], vectors[j][cb], keys[qa], keys[cb])
+            unsigned = config.loss.name == "gram"
+            metrics[f"{a}->{b}_r1"] = _recall_at_1(vectors[i][qa], vectors[j][cb], keys[qa], keys[cb], unsigned)
     return metrics
+
+
+@torch.no_grad()
+def orient_to_anchor(space: Space, config: TrainConfig, batches: Batches, data: PairedData) -> list[Modality]:
+    """Flip trainable encoders whose outputs point away from the anchor's; returns the flipped ones.
+
+    A volume does not change when one of its vectors changes sign, so GRAM is as happy with an
+    image at minus its caption as at its caption, and training lands in either basin; Symile's
+    product is as happy when two of its factors are negated. Cosine search (what the index does)
+    needs the aligned basin. Negating an encoder's last layer flips all its outputs and leaves
+    the loss exactly as it was (for Symile, only an even number of flips does, so only those).
+    """
+    anchor = Modality.parse(config.loss.anchor) if config.loss.anchor else config.modalities[0]
+    rows = {m: np.arange(min(len(data), EVAL_BATCH)) for m in data.modalities}
+    embeddings, masks = batches.embed(data, rows, generator=None)
+    a = data.modalities.index(anchor)
+    backwards: list[tuple[float, Modality]] = []
+    for i, modality in enumerate(data.modalities):
+        if i == a or not config.trainable(modality):
+            continue
+        both = masks[i] & masks[a]
+        agreement = float((embeddings[i][both] * embeddings[a][both]).sum(1).mean()) if bool(both.any()) else 0.0
+        if agreement < 0:
+            backwards.append((agreement, modality))
+    if config.loss.name == "symile" and len(backwards) % 2:
+        # A multilinear product keeps its value only when an even number of its factors flip.
+        backwards = sorted(backwards)[:-1]
+    for _, modality in backwards:
+        head = space_tower(space, modality).head
+        last = head.net[-1] if isinstance(head.net, nn.Sequential) else head.net
+        last.weight.neg_()
+        last.bias.neg_()
+    return [m for _, m in backwards]
 
 
 def _schedule(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -318,6 +356,10 @@ def train(
         if on_epoch_end is not None:
             on_epoch_end(metrics)
 
+    if config.loss.name in ("gram", "symile"):
+        flipped = orient_to_anchor(space, config, batches, train_data)
+        if flipped:
+            log(f"{config.loss.name}: flipped {', '.join(m.value for m in flipped)} to point along the anchor")
     space.loss = config.loss.name
     space.metadata.update(
         {
