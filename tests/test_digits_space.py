@@ -14,9 +14,10 @@ WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 def test_digits_ships_inside_the_package_with_its_attribution() -> None:
     folder = PACKAGED_SPACES["digits"]
     assert (folder / "space.json").is_file() and (folder / "weights.safetensors").is_file()
-    assert "CC BY-SA 4.0" in (folder / "ATTRIBUTION.md").read_text() or "Attribution-ShareAlike 4.0" in (
-        folder / "ATTRIBUTION.md"
-    ).read_text()
+    assert (
+        "CC BY-SA 4.0" in (folder / "ATTRIBUTION.md").read_text()
+        or "Attribution-ShareAlike 4.0" in (folder / "ATTRIBUTION.md").read_text()
+    )
     assert any(info.name == "digits" and info.ready for info in list_spaces())
 
 

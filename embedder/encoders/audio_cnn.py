@@ -63,7 +63,7 @@ class LogMel(nn.Module):
         # fine structure (the voice's pitch harmonics).
         self.register_buffer("dct", torch.from_numpy(dct_matrix(n_mfcc, n_mels)) if n_mfcc else None, persistent=False)
 
-    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+    def forward(self, waves: torch.Tensor, band_warp: float = 0.0) -> torch.Tensor:
         spec = torch.stft(waves, self.n_fft, self.hop, window=self.window, return_complex=True).abs().pow(2)
         logmel = torch.log(self.mel @ spec + 1e-6)  # (batch, n_mels, frames)
         if self.top_db > 0:
@@ -72,6 +72,8 @@ class LogMel(nn.Module):
             # depend on how much padding a short clip got.
             peak = logmel.amax(dim=(1, 2), keepdim=True)
             logmel = torch.maximum(logmel, peak - self.top_db * np.log(10) / 10)
+        if band_warp > 0:  # on the mel bands, before any DCT: a warp of the frequency axis
+            logmel = warp_bands(logmel, band_warp)
         if self.dct is not None:
             logmel = self.dct @ logmel
         # Per-clip standardisation removes loudness and channel differences between recordings;
@@ -154,10 +156,8 @@ class AudioTower(nn.Module):
         self.augment = dict(augment or {})
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        mel = self.features(waves)
+        mel = self.features(waves, band_warp=self.augment.get("band_warp", 0.0) if self.training else 0.0)
         if self.training:
-            if self.augment.get("band_warp", 0) > 0:
-                mel = warp_bands(mel, self.augment["band_warp"])
             if self.augment.get("time_stretch", 0) > 0:
                 mel = stretch_time(mel, self.augment["time_stretch"])
             if self.augment.get("freq_mask", 0) or self.augment.get("time_mask", 0):
