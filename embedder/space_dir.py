@@ -48,6 +48,11 @@ def save_space(space: Space, path: str | os.PathLike[str], overwrite: bool = Fal
     try:
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"space": space.id})
         (staging / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+        # mkdtemp makes a private (0700) directory; a space is meant to be read by servers run as
+        # other users, like any installed model.
+        os.chmod(staging, 0o755)
+        for written in staging.iterdir():
+            os.chmod(written, 0o644)
         if path.exists():
             shutil.rmtree(path)
         os.replace(staging, path)

@@ -87,3 +87,14 @@ def test_missing_weights_for_an_encoder_is_an_error(trained_like_space, tmp_path
     save_file(tensors, path / "weights.safetensors")
     with pytest.raises(ValueError, match="no weights for the audio encoder"):
         load_space(path)
+
+
+def test_saved_spaces_are_readable_by_other_users(tmp_path) -> None:
+    import stat
+
+    from embedder import load_space, save_space
+
+    folder = save_space(load_space("minilm"), tmp_path / "shared-space")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
