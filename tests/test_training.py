@@ -262,3 +262,12 @@ def test_tessera_train_cli(manifest: Path, tmp_path: Path) -> None:
         [sys.executable, "-m", "services.cli", "train", "--help"], capture_output=True, text=True, env=env, timeout=60
     )
     assert helped.returncode == 0 and "checkpoint" in helped.stdout
+
+
+def test_a_corrupt_manifest_item_is_named(manifest: Path, tmp_path: Path) -> None:
+    table = pq.read_table(manifest).to_pydict()
+    table["audio"] = [str(manifest.parent / a) for a in table["audio"]]
+    table["audio"][4] = b"RIFF\x00\x00not a wav at all"
+    pq.write_table(pa.table(table), tmp_path / "bad.parquet")
+    with pytest.raises(ConfigError, match="audio item cannot be decoded"):
+        train(config_from_dict(raw_config(tmp_path / "bad.parquet", tmp_path / "out")), progress=False)

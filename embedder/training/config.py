@@ -134,17 +134,10 @@ class TrainConfig:
         return self.base_dir / self.data.manifest
 
     def fingerprint(self) -> str:
-        """What a checkpoint must match to be resumed: everything but the epoch count and paths."""
-        raw = {
-            "space": asdict(self.space),
-            "data": asdict(self.data),
-            "encoders": self.encoders,
-            "loss": asdict(self.loss),
-            "optimizer": asdict(self.optimizer),
-            "training": {**asdict(self.training), "epochs": None, "device": None},
-            "eval": asdict(self.eval),
-            "augment": self.augment,
-        }
+        """What a checkpoint must match to be resumed: everything but the epoch count, device and paths."""
+        raw = self.to_dict()
+        del raw["output"], raw["checkpoint_dir"]
+        raw["training"].update(epochs=None, device=None)
         return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:

@@ -87,9 +87,6 @@ class Batches:
                 options.setdefault("sample_rate", float(getattr(space.encoder(modality), "sample_rate", 16000)))
             self.options[modality] = options
 
-    def tower(self, modality: Modality) -> nn.Module:
-        return space_tower(self.space, modality)
-
     def embed(
         self,
         data: PairedData,
@@ -103,16 +100,17 @@ class Batches:
             index = torch.from_numpy(rows[modality])
             present = part.present[index]
             values = part.values[index]
-            out = torch.zeros(len(index), self.config.space.dim, device=self.device)
             if part.frozen:
                 out = values.to(self.device, torch.float32)
-            elif int(present.sum()) >= 2 or (generator is None and bool(present.any())):
-                x = values[present]
-                if generator is not None:
-                    x = augment_batch(modality, x, self.options[modality], generator)
-                out[present.to(self.device)] = self.tower(modality)(x.to(self.device))
             else:
-                present = torch.zeros_like(present)  # BatchNorm needs two rows to train on
+                out = torch.zeros(len(index), self.config.space.dim, device=self.device)
+                if int(present.sum()) >= 2 or (generator is None and bool(present.any())):
+                    x = values[present]
+                    if generator is not None:
+                        x = augment_batch(modality, x, self.options[modality], generator)
+                    out[present.to(self.device)] = space_tower(self.space, modality)(x.to(self.device))
+                else:
+                    present = torch.zeros_like(present)  # BatchNorm needs two rows to train on
             embeddings.append(out)
             masks.append(present.to(self.device))
         return embeddings, masks
