@@ -1,8 +1,9 @@
-"""The modalities Tessera can embed."""
+"""The modalities Tessera can embed, and which file suffixes carry each."""
 
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 
 
 class Modality(str, Enum):
@@ -24,3 +25,18 @@ class Modality(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+# Suffixes a folder of files is sorted by; `--modality` overrides them.
+FILE_SUFFIXES: dict[Modality, frozenset[str]] = {
+    Modality.IMAGE: frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}),
+    Modality.AUDIO: frozenset({".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus"}),
+    Modality.VIDEO: frozenset({".mp4", ".webm", ".mov", ".mkv", ".avi"}),
+    Modality.TEXT: frozenset({".txt", ".md"}),
+}
+
+
+def modality_of_path(path: str | Path) -> Modality | None:
+    """The modality a file's suffix says it holds; None when the suffix is not a known one."""
+    suffix = Path(path).suffix.lower()
+    return next((m for m, suffixes in FILE_SUFFIXES.items() if suffix in suffixes), None)

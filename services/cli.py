@@ -44,6 +44,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from services.embed_job import EmbedOptions, run_embed
+
+    options = EmbedOptions(
+        input=Path(args.input),
+        output=Path(args.output),
+        space=args.space,
+        modality=args.modality,
+        column=args.column,
+        id_column=args.id_column,
+        passthrough=tuple(args.passthrough) if args.passthrough is not None else None,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        on_error=args.on_error,
+        part_rows=args.part_rows,
+        engine=args.engine,
+        ray_address=args.ray_address,
+        overwrite=args.overwrite,
+    )
+    print(run_embed(options, progress=not args.quiet).format())
+    return 0
+
+
 def _client(args: argparse.Namespace):
     from services.client import TesseraClient
 
@@ -116,13 +142,23 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from services.ingest import items_from
+    from services.ingest import embeddings_items, items_from
 
+    corpus_name = args.corpus_option or args.corpus
+    path = args.from_path or args.path
+    if not corpus_name or not path:
+        raise ValueError("name the corpus and the input: tessera ingest CORPUS PATH, or --corpus NAME --from PATH")
     with _client(args) as client:
-        modality = client.describe_corpus(args.corpus)["modality"]
-        items = items_from(Path(args.path), modality, id_column=args.id_column, text_column=args.text_column)
-        count = client.upsert(args.corpus, items, modality=modality, batch_size=args.batch_size, progress=True)
-    print(f"upserted {count:,} items into {args.corpus}")
+        corpus = client.describe_corpus(corpus_name)
+        total = None
+        if args.from_path:
+            total, items = embeddings_items(Path(path), corpus)
+        else:
+            items = items_from(Path(path), corpus["modality"], id_column=args.id_column, text_column=args.text_column)
+        count = client.upsert(
+            corpus_name, items, modality=corpus["modality"], batch_size=args.batch_size, progress=True, total=total
+        )
+    print(f"upserted {count:,} items into {corpus_name}")
     return 0
 
 
@@ -211,6 +247,63 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=_cmd_train)
 
+    embed = sub.add_parser(
+        "embed",
+        help="embed a Parquet, JSONL or CSV table, or a folder of files, into a Parquet dataset (offline)",
+        description=(
+            "Embed every row of INPUT into OUTPUT, a Parquet dataset of parts: id, vector\n"
+            "(fixed_size_list<float32>[dim]) and the pass-through columns; the schema metadata records the\n"
+            "space, dim and modality. Input is streamed part by part, so memory stays flat. Media are decoded\n"
+            "in worker processes while the model runs in batches (on CUDA when present). Re-running the same\n"
+            "command after a crash or Ctrl-C skips the finished parts. Bad items stop the run, or with\n"
+            "--on-error skip are listed in OUTPUT/_errors.jsonl. Load the result into a corpus with\n"
+            "`tessera ingest --from OUTPUT --corpus NAME`."
+        ),
+        epilog="examples:\n"
+        "  tessera embed docs.parquet out/ --column body --id-column doc_id\n"
+        "  tessera embed ../shared/data/fsdd/recordings clips/ --space digits --on-error skip\n"
+        "  tessera embed docs.jsonl out/ --engine ray --ray-address ray://head:10001",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    embed.add_argument("input", help="a .parquet, .jsonl/.ndjson or .csv file, or a folder of files")
+    embed.add_argument("output", help="output directory (created; re-running resumes it)")
+    embed.add_argument("--space", default="minilm", help="embedding space (default: %(default)s; see `tessera spaces`)")
+    embed.add_argument(
+        "--modality",
+        choices=["text", "image", "audio", "video", "vector"],
+        help="tables: what the content column holds (default text); folders: take every file as this "
+        "modality (default: from the file suffixes)",
+    )
+    embed.add_argument("--column", help="table column with the content: text, bytes, or a file path (default: 'text')")
+    embed.add_argument("--id-column", help="table column with ids (default: an 'id' column, else the row number)")
+    embed.add_argument(
+        "--passthrough",
+        nargs="*",
+        metavar="COLUMN",
+        help="table columns copied to the output (default: every column but the content and id)",
+    )
+    embed.add_argument("--batch-size", type=int, help="items per model batch (default: the encoder's)")
+    embed.add_argument(
+        "--workers",
+        type=int,
+        help="decode processes (local engine; default: 0 for text, cores-1 for media) or encoder actors (ray)",
+    )
+    embed.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when present)")
+    embed.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="a bad item stops the run (fail, default) or is listed in OUTPUT/_errors.jsonl and skipped",
+    )
+    embed.add_argument(
+        "--part-rows", type=int, default=8192, help="rows per output part, the unit of resuming (default: %(default)s)"
+    )
+    embed.add_argument("--engine", choices=["local", "ray"], default="local", help="where the job runs")
+    embed.add_argument("--ray-address", help="Ray cluster to join (default: start Ray on this machine)")
+    embed.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it holds another job's output")
+    embed.add_argument("--quiet", action="store_true", help="no progress bar")
+    embed.set_defaults(func=_cmd_embed)
+
     serve = sub.add_parser(
         "serve",
         help="run the gRPC server",
@@ -262,13 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser(
         "ingest",
-        help="upsert a Parquet file, a JSONL file or a folder of files into a corpus",
-        description="Stream items into a corpus on a running server. Parquet rows need an id column and a "
-        "vector or text column (e.g. `tessera embed` output); JSONL lines need id plus text, vector or path; "
-        "a folder is read by file suffix and embedded by the server.",
+        help="upsert `tessera embed` output, a Parquet or JSONL file, or a folder of files into a corpus",
+        description="Stream items into a corpus on a running server. --from loads `tessera embed` output "
+        "(precomputed vectors, no re-embedding; refused unless its space and dim match the corpus). Otherwise, "
+        "Parquet rows need an id column and a vector or text column; JSONL lines need id plus text, vector or "
+        "path; a folder is read by file suffix and embedded by the server.",
     )
-    ingest.add_argument("corpus")
-    ingest.add_argument("path")
+    ingest.add_argument("corpus", nargs="?", help="corpus name (or --corpus)")
+    ingest.add_argument("path", nargs="?", help="file or folder to upsert, embedded server-side")
+    ingest.add_argument("--corpus", dest="corpus_option", metavar="NAME", help="corpus name")
+    ingest.add_argument(
+        "--from", dest="from_path", metavar="EMBEDDINGS", help="`tessera embed` output directory or part file"
+    )
     ingest.add_argument("--id-column", default="id")
     ingest.add_argument("--text-column", help="Parquet column with the text to embed server-side")
     ingest.add_argument("--batch-size", type=int, default=256, help="items per upsert message")
