@@ -23,7 +23,9 @@ from typing import Any
 
 import torch
 
+from .encoders import Encoder
 from .encoders.minilm import MINILM_DIM
+from .modality import Modality
 from .space import Space
 from .space_dir import build_space, is_space_dir, load_space_dir, read_spec, save_space
 
@@ -110,24 +112,51 @@ class UnknownSpaceError(ValueError):
     """No built-in, OpenCLIP name, directory or saved space by that name."""
 
 
-def load_space(name_or_path: str | os.PathLike[str], device: torch.device | str | None = None) -> Space:
-    """Load a space by built-in name, `openclip:` name, directory path, or saved name."""
-    device = torch.device(device) if device is not None else None
-    name = str(name_or_path)
+def _resolve(name: str) -> tuple[dict[str, Any], Path | None]:
+    """The space's spec, and the directory holding its weights (None: built-in or OpenCLIP)."""
     if name in BUILTIN_SPECS:
-        return _seeded_build(BUILTIN_SPECS[name](), device)
+        return BUILTIN_SPECS[name](), None
     if name in PACKAGED_SPACES:
-        return load_space_dir(PACKAGED_SPACES[name], device)
+        return read_spec(PACKAGED_SPACES[name]), PACKAGED_SPACES[name]
     if name.startswith(OPENCLIP_PREFIX):
-        return build_space(openclip_spec(*parse_openclip_name(name)), device)
+        return openclip_spec(*parse_openclip_name(name)), None
     for candidate in (Path(name), data_dir() / "spaces" / name):
         if is_space_dir(candidate):
-            return load_space_dir(candidate, device)
+            return read_spec(candidate), candidate
     known = ", ".join([*BUILTIN_SPECS, *PACKAGED_SPACES])
     raise UnknownSpaceError(
         f"unknown space {name!r}: not a built-in ({known}), not openclip:<arch>/<pretrained>, "
         f"and no space.json at {name} or {data_dir() / 'spaces' / name}. `tessera spaces` lists what loads."
     )
+
+
+def load_space(name_or_path: str | os.PathLike[str], device: torch.device | str | None = None) -> Space:
+    """Load a space by built-in name, `openclip:` name, directory path, or saved name."""
+    device = torch.device(device) if device is not None else None
+    name = str(name_or_path)
+    spec, directory = _resolve(name)
+    if directory is not None:
+        return load_space_dir(directory, device)
+    if name in BUILTIN_SPECS:
+        return _seeded_build(spec, device)
+    return build_space(spec, device)
+
+
+def load_preparer(name_or_path: str | os.PathLike[str], modality: Modality | str) -> Encoder:
+    """The space's encoder for `modality`, built for its `prepare` step only, on the CPU.
+
+    Decode worker processes need no more: `prepare` never reads weights, so they
+    are not loaded, and the other modalities' encoders (MiniLM, say, for an audio
+    job) are not built. Never embed with it.
+    """
+    modality = Modality.parse(modality)
+    spec, _ = _resolve(str(name_or_path))
+    # Video prepares its frames and sound track with the image and audio encoders.
+    needed = {modality, *((Modality.IMAGE, Modality.AUDIO) if modality is Modality.VIDEO else ())}
+    encoders = {m: e for m, e in spec["encoders"].items() if Modality.parse(m) in needed}
+    if modality.value not in encoders:
+        raise ValueError(f"space {spec['name']} has no {modality} encoder")
+    return build_space({**spec, "encoders": encoders}, torch.device("cpu")).encoder(modality)
 
 
 @dataclass(frozen=True)
@@ -224,4 +253,4 @@ def list_spaces(include_all_openclip: bool = False) -> list[SpaceInfo]:
     return infos
 
 
-__all__ = ["SpaceInfo", "UnknownSpaceError", "data_dir", "list_spaces", "load_space", "save_space"]
+__all__ = ["SpaceInfo", "UnknownSpaceError", "data_dir", "list_spaces", "load_preparer", "load_space", "save_space"]

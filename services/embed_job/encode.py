@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from embedder import Space, load_space
+from embedder import Space
+from embedder.encoders import Encoder
 from embedder.errors import DecodeError
 from embedder.modality import Modality
+from embedder.registry import load_preparer
 
 PREPARE_CHUNK = 32  # items per task sent to a worker: big enough to amortise the pickling
 
@@ -71,23 +73,22 @@ class ItemSource:
         return cell
 
 
-# Set in each worker process by `init_worker`: the space is loaded once per process, on the CPU.
-_worker_space: Space | None = None
+# Set in each worker process by `init_worker`: the encoder's prepare step, built once per process.
+_worker_encoder: Encoder | None = None
 
 
-def init_worker(space_ref: str) -> None:
+def init_worker(space_ref: str, modality: str) -> None:
     import torch
 
-    global _worker_space
+    global _worker_encoder
     torch.set_num_threads(1)  # the model owns the cores; a worker only decodes
-    _worker_space = load_space(space_ref, device="cpu")
+    _worker_encoder = load_preparer(space_ref, modality)
 
 
-def prepare_chunk(space: Space | None, source: ItemSource, cells: Sequence[Any]) -> list[tuple[Any, str | None]]:
+def prepare_chunk(encoder: Encoder | None, source: ItemSource, cells: Sequence[Any]) -> list[tuple[Any, str | None]]:
     """(prepared, None) or (None, reason) per cell, in order."""
-    space = space or _worker_space
-    assert space is not None, "init_worker was not run in this process"
-    encoder = space.encoder(source.modality)
+    encoder = encoder or _worker_encoder
+    assert encoder is not None, "init_worker was not run in this process"
     out: list[tuple[Any, str | None]] = []
     for cell in cells:
         try:
@@ -138,7 +139,7 @@ class PartEncoder:
     def _prepared(self, cells: Sequence[Any]) -> Iterator[tuple[Any, str | None]]:
         chunks = (list(cells[i : i + PREPARE_CHUNK]) for i in range(0, len(cells), PREPARE_CHUNK))
         if self.pool is None:
-            fn: Callable[[list[Any]], Any] = lambda chunk: prepare_chunk(self.space, self.source, chunk)  # noqa: E731
+            fn: Callable[[list[Any]], Any] = lambda chunk: prepare_chunk(self.encoder, self.source, chunk)  # noqa: E731
         else:
             from functools import partial
 

@@ -112,10 +112,16 @@ class EmbedSummary:
 
 
 def auto_workers(modality: Modality) -> int:
-    """Text and vectors decode in microseconds; media get all cores but one for decoding."""
-    if modality in (Modality.TEXT, Modality.VECTOR):
+    """Media get all cores but one for decoding; text and vectors decode in microseconds, in-process.
+
+    With two cores or fewer a decode process only takes turns with the model on the
+    same cores, and its start-up (importing torch) costs more than it saves, so
+    decoding stays in-process there too; `--workers N` overrides.
+    """
+    cores = os.cpu_count() or 1
+    if modality in (Modality.TEXT, Modality.VECTOR) or cores <= 2:
         return 0
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    return min(8, cores - 1)
 
 
 def run_embed(options: EmbedOptions, *, progress: bool = True) -> EmbedSummary:
@@ -197,7 +203,10 @@ def run_local(
     # spawn, not fork: forking a process that has started torch's thread pools can deadlock.
     pool = (
         ProcessPoolExecutor(
-            workers, mp_context=get_context("spawn"), initializer=init_worker, initargs=(options.space_ref(),)
+            workers,
+            mp_context=get_context("spawn"),
+            initializer=init_worker,
+            initargs=(options.space_ref(), work.modality.value),
         )
         if workers
         else None
