@@ -7,6 +7,8 @@
 - `digits`: MiniLM text plus image and audio encoders trained on real digits
   (sklearn's handwritten digits, FSDD speech) by `benchmarks/alignment_digits.py`,
   shipped inside the package (`embedder/spaces/digits`);
+- `vectors:<dim>`: raw vectors only, for corpora of embeddings made elsewhere
+  (an application's own model, a LangChain `Embeddings` object);
 - `openclip:<arch>/<pretrained>`: a pretrained tag, a local checkpoint path
   (`openclip:ViT-B-32//models/ckpt.pt`) or `random`;
 - a path to a space directory (written by `save_space` or `tessera train`), or
@@ -30,6 +32,7 @@ from .space import Space
 from .space_dir import build_space, is_space_dir, load_space_dir, read_spec, save_space
 
 OPENCLIP_PREFIX = "openclip:"
+VECTORS_PREFIX = "vectors:"
 
 
 def data_dir() -> Path:
@@ -92,6 +95,20 @@ def openclip_spec(arch: str, pretrained: str) -> dict[str, Any]:
     }
 
 
+def vectors_spec(name: str) -> dict[str, Any]:
+    dim = name[len(VECTORS_PREFIX) :]
+    if not dim.isdigit() or not 1 <= int(dim) <= 65536:
+        raise ValueError(f"{name!r}: write vectors:<dim> with a dimension from 1 to 65536, e.g. vectors:768")
+    return {
+        "name": name,
+        "version": "1",
+        "dim": int(dim),
+        "similarity": "cosine",
+        "metadata": {"note": "vectors embedded elsewhere; Tessera normalises and stores them"},
+        "encoders": {"vector": {"type": "identity_vector"}},
+    }
+
+
 BUILTIN_SPECS = {"minilm": minilm_spec, "minilm-bind-init": minilm_bind_init_spec}
 # Trained spaces that ship inside the package: name -> space directory.
 PACKAGED_SPACES = {"digits": Path(__file__).parent / "spaces" / "digits"}
@@ -120,12 +137,14 @@ def _resolve(name: str) -> tuple[dict[str, Any], Path | None]:
         return read_spec(PACKAGED_SPACES[name]), PACKAGED_SPACES[name]
     if name.startswith(OPENCLIP_PREFIX):
         return openclip_spec(*parse_openclip_name(name)), None
+    if name.startswith(VECTORS_PREFIX):
+        return vectors_spec(name), None
     for candidate in (Path(name), data_dir() / "spaces" / name):
         if is_space_dir(candidate):
             return read_spec(candidate), candidate
     known = ", ".join([*BUILTIN_SPECS, *PACKAGED_SPACES])
     raise UnknownSpaceError(
-        f"unknown space {name!r}: not a built-in ({known}), not openclip:<arch>/<pretrained>, "
+        f"unknown space {name!r}: not a built-in ({known}), not vectors:<dim> or openclip:<arch>/<pretrained>, "
         f"and no space.json at {name} or {data_dir() / 'spaces' / name}. `tessera spaces` lists what loads."
     )
 
@@ -205,6 +224,7 @@ def list_spaces(include_all_openclip: bool = False) -> list[SpaceInfo]:
             "MiniLM text + untrained image/audio/video encoders (start point for `tessera train`)",
         ),
     ]
+    infos.append(SpaceInfo("vectors:<dim>", True, "vector", "raw vectors of any dimension, embedded elsewhere"))
     for name, path in PACKAGED_SPACES.items():
         if is_space_dir(path):
             spec = read_spec(path)

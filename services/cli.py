@@ -142,7 +142,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from services.ingest import embeddings_items, items_from
+    from services.ingest import Chunking, embeddings_items, items_from
 
     corpus_name = args.corpus_option or args.corpus
     path = args.from_path or args.path
@@ -154,7 +154,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         if args.from_path:
             total, items = embeddings_items(Path(path), corpus)
         else:
-            items = items_from(Path(path), corpus["modality"], id_column=args.id_column, text_column=args.text_column)
+            items = items_from(
+                Path(path),
+                corpus["modality"],
+                id_column=args.id_column,
+                text_column=args.text_column,
+                chunking=Chunking(args.chunk_size, args.chunk_overlap),
+            )
         count = client.upsert(
             corpus_name, items, modality=corpus["modality"], batch_size=args.batch_size, progress=True, total=total
         )
@@ -184,6 +190,25 @@ def _cmd_search(args: argparse.Namespace) -> int:
         )
     for corpus, reason in result.skipped:
         print(f"     skipped {corpus}: {reason}")
+    return 0
+
+
+def _cmd_rag(args: argparse.Namespace) -> int:
+    import json
+
+    from services.rag import build_context
+
+    with _client(args) as client:
+        context = build_context(
+            client,
+            args.question,
+            space=args.space,
+            corpora=args.corpora,
+            top_k=args.top_k,
+            filter=json.loads(args.filter) if args.filter else None,
+            timeout=args.timeout,
+        )
+    print(context.to_json() if args.format == "json" else context.to_markdown(), end="")
     return 0
 
 
@@ -359,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stream items into a corpus on a running server. --from loads `tessera embed` output "
         "(precomputed vectors, no re-embedding; refused unless its space and dim match the corpus). Otherwise, "
         "Parquet rows need an id column and a vector or text column; JSONL lines need id plus text, vector or "
-        "path; a folder is read by file suffix and embedded by the server.",
+        "path; a folder is read by file suffix and embedded by the server. Text documents (.txt, .md, .rst, "
+        ".html) are split into overlapping chunks whose metadata keeps the source file and character offsets.",
     )
     ingest.add_argument("corpus", nargs="?", help="corpus name (or --corpus)")
     ingest.add_argument("path", nargs="?", help="file or folder to upsert, embedded server-side")
@@ -370,6 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--id-column", default="id")
     ingest.add_argument("--text-column", help="Parquet column with the text to embed server-side")
     ingest.add_argument("--batch-size", type=int, default=256, help="items per upsert message")
+    ingest.add_argument(
+        "--chunk-size", type=int, default=1000, help="text documents: characters per chunk (default: %(default)s)"
+    )
+    ingest.add_argument(
+        "--chunk-overlap",
+        type=int,
+        default=200,
+        help="text documents: characters shared by neighbouring chunks (default: %(default)s)",
+    )
     _add_client_options(ingest)
     ingest.set_defaults(func=_cmd_ingest)
 
@@ -387,6 +422,24 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--fusion", default="calibrated", choices=["calibrated", "pair", "rrf", "raw"])
     _add_client_options(search)
     search.set_defaults(func=_cmd_search)
+
+    rag = sub.add_parser(
+        "rag",
+        help="retrieve across corpora and print a prompt-ready context with citations",
+        description="Search for the question (routed by modality across every corpus of the space, or only "
+        "--corpora), then print the context a language model needs: numbered text passages with their "
+        "source and character offsets, and references to the images, audio and video that matched. "
+        "No model is called; --format json includes a ready prompt.",
+    )
+    rag.add_argument("question")
+    rag.add_argument("--corpora", nargs="+", help="search only these corpora (default: route across all)")
+    rag.add_argument("--space", default="minilm", help="space to embed the question in (default: %(default)s)")
+    rag.add_argument("--top-k", type=int, default=8, help="how many items to cite (default: %(default)s)")
+    rag.add_argument("--filter", help="JSON metadata filter, as for `tessera search`")
+    rag.add_argument("--format", choices=["md", "json"], default="md", help="output format (default: %(default)s)")
+    rag.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server")
+    _add_client_options(rag)
+    rag.set_defaults(func=_cmd_rag)
     return parser
 
 
@@ -402,6 +455,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"tessera {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        hint = "; finished parts are kept, run the same command again to resume" if args.command == "embed" else ""
+        print(f"tessera {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 
 from embedder.modality import FILE_SUFFIXES, Modality
 
+from .chunking import DOCUMENT_SUFFIXES, chunk_text, read_document
 from .client import parquet_items
 from .embed_job import read_output_metadata
 
@@ -79,24 +81,59 @@ def jsonl_items(path: Path) -> Iterator[dict[str, Any]]:
             yield row
 
 
-def folder_items(folder: Path, modality: str) -> Iterator[dict[str, Any]]:
-    """Every file of the modality's usual suffixes; the id is the path relative to the folder."""
-    suffixes = FILE_SUFFIXES.get(Modality.parse(modality))
-    if suffixes is None:
+@dataclass(frozen=True)
+class Chunking:
+    size: int = 1000
+    overlap: int = 200
+
+
+def document_items(path: Path, source: str, chunking: Chunking) -> Iterator[dict[str, Any]]:
+    """The chunks of one text document; each keeps its source file and character offsets for citations."""
+    text = read_document(path)
+    for chunk in chunk_text(text, chunking.size, chunking.overlap):
+        yield {
+            "id": f"{source}#{chunk.index}",
+            "text": chunk.text,
+            "metadata": {"source": source, "chunk": chunk.index, "start": chunk.start, "end": chunk.end},
+        }
+
+
+def folder_items(folder: Path, modality: str, chunking: Chunking | None = None) -> Iterator[dict[str, Any]]:
+    """Every file of the modality's usual suffixes; ids are paths relative to the folder (plus #chunk for text)."""
+    modality = Modality.parse(modality)
+    if modality is Modality.TEXT:
+        suffixes: frozenset[str] = DOCUMENT_SUFFIXES
+    elif modality in FILE_SUFFIXES:
+        suffixes = FILE_SUFFIXES[modality]
+    else:
         raise ValueError(f"a folder can be ingested into a text, image, audio or video corpus, not {modality}")
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes):
         rel = str(path.relative_to(folder))
-        if modality == "text":
-            yield {"id": rel, "text": path.read_text(encoding="utf-8"), "metadata": {"path": rel}}
+        if modality is Modality.TEXT:
+            yield from document_items(path, rel, chunking or Chunking())
         else:
             yield {"id": rel, "data": path.read_bytes(), "uri": str(path), "metadata": {"path": rel}}
 
 
-def items_from(path: Path, modality: str, *, id_column: str = "id", text_column: str | None = None) -> Iterator[Any]:
+def items_from(
+    path: Path,
+    modality: str,
+    *,
+    id_column: str = "id",
+    text_column: str | None = None,
+    chunking: Chunking | None = None,
+) -> Iterator[Any]:
     if path.is_dir():
-        return folder_items(path, modality)
+        return folder_items(path, modality, chunking)
+    if path.suffix.lower() in DOCUMENT_SUFFIXES:
+        if Modality.parse(modality) is not Modality.TEXT:
+            raise ValueError(f"{path} is a text document; ingest it into a text corpus, not a {modality} one")
+        return document_items(path, path.name, chunking or Chunking())
     if path.suffix == ".parquet":
         return parquet_items(path, id_column, None, text_column, None)
     if path.suffix in (".jsonl", ".ndjson"):
         return jsonl_items(path)
-    raise ValueError(f"cannot ingest {path}: give a folder, a .parquet file or a .jsonl file")
+    raise ValueError(
+        f"cannot ingest {path}: give a folder, a .parquet or .jsonl file, or a text document "
+        f"({', '.join(sorted(DOCUMENT_SUFFIXES))})"
+    )

@@ -116,3 +116,27 @@ def test_recorded_alignment_results_cover_every_loss_and_speaker() -> None:
     assert data["bar_audio_to_text_accuracy"] == 0.85 and best["audio_to_text_accuracy_mean"] > 0.8
     # Each run under 10 minutes, except Symile with O(n^2) negatives (README: 11-12 min).
     assert all(row["train_seconds_max"] < 600 for row in data["losses"] if row["loss"] != "symile")
+
+
+def test_batch_embed_bench_small_run_compares_against_raw_encode(tmp_path: Path) -> None:
+    out = tmp_path / "batch_embed_bench.json"
+    cmd = [sys.executable, "-m", "benchmarks.batch_embed_bench", "--texts", "200", "--rss-rows", "300", "900"]
+    result = subprocess.run(
+        [*cmd, "--parts", "text", "rss", "--out", str(out)], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["text_n"] == 200 and data["raw_items_per_s"] > 0 and data["tessera_items_per_s"] > 0
+    assert data["min_cosine_vs_raw"] >= 0.9999
+    assert abs(data["ratio"] - data["tessera_items_per_s"] / data["raw_items_per_s"]) < 0.01
+    assert data["rss_rows_small"] == 300 and data["rss_rows_large"] == 900
+    assert data["rss_growth"] == round(data["rss_peak_mb_large"] / data["rss_peak_mb_small"], 4)
+    assert "fsdd_items_per_s" not in data  # a part not run is not invented
+
+
+def test_recorded_batch_embed_results_meet_the_bars() -> None:
+    recorded = json.loads((REPO / "benchmarks" / "results" / "batch_embed_bench.json").read_text())
+    assert recorded["text_n"] == 20_000 and recorded["ratio"] >= 0.90
+    assert recorded["rss_rows_small"] == 20_000 and recorded["rss_rows_large"] == 200_000
+    assert recorded["rss_growth"] <= 1.20
+    assert recorded["fsdd_n"] == 2500 and recorded["fsdd_items_per_s"] > 0

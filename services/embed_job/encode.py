@@ -55,15 +55,16 @@ class ItemSource:
     root: Path
     content_is_path: bool
 
+    def names_a_file(self, cell: Any) -> bool:
+        return self.content_is_path or (self.modality is not Modality.TEXT and isinstance(cell, str))
+
     def describe(self, cell: Any, row: int) -> str:
-        if self.content_is_path or (self.modality is not Modality.TEXT and isinstance(cell, str)):
-            return str(self.root / cell)
-        return f"row {row}"
+        return str(self.root / cell) if self.names_a_file(cell) else f"row {row}"
 
     def load(self, cell: Any) -> Any:
         if cell is None:
             raise DecodeError(str(self.modality), "empty cell (null)")
-        if self.content_is_path or (self.modality is not Modality.TEXT and isinstance(cell, str)):
+        if self.names_a_file(cell):
             path = Path(cell)
             path = path if path.is_absolute() else self.root / path
             try:

@@ -125,11 +125,12 @@ def run_ray(
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False  # the job's own bar counts items
-        device = options.device or ("cuda" if ray.cluster_resources().get("GPU") else "cpu")
+        cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
+        device = options.device or ("cuda" if cluster_gpus else "cpu")
         gpus = 1 if device.startswith("cuda") else 0
-        # One CPU is left for the read tasks; the actors' torch threads share the cores.
         cpus = _cluster_cpus()
-        actors = options.workers or max(1, cpus - 1)
+        # One actor per GPU; on CPUs, one CPU is left for the read tasks and the actors' torch threads share the rest.
+        actors = options.workers or (max(1, cluster_gpus) if gpus else max(1, cpus - 1))
         source = ItemSource(work.modality, work.root, work.content_is_path)
         parts = ray.data.from_items([{"part": p} for p in pending], override_num_blocks=len(pending))
         rows = parts.map_batches(read_parts, fn_kwargs={"work": work}, batch_size=1, batch_format="pyarrow")
