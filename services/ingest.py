@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from embedder.modality import FILE_SUFFIXES, Modality
 from .chunking import DOCUMENT_SUFFIXES, chunk_text, read_document
 from .client import parquet_items
 from .embed_job import read_output_metadata
+from .embed_job.sources import json_objects
 
 
 class EmbeddingsMismatchError(ValueError):
@@ -66,19 +66,12 @@ def embeddings_items(
 
 def jsonl_items(path: Path) -> Iterator[dict[str, Any]]:
     """One JSON object per line: id, and text / vector / path, with optional metadata."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
-            if "id" not in row:
-                raise ValueError(f"{path}:{number}: every line needs an 'id'")
-            if "path" in row:
-                row["path"] = (path.parent / row["path"]).resolve()
-            yield row
+    for number, row in json_objects(path):
+        if "id" not in row:
+            raise ValueError(f"{path}:{number}: every line needs an 'id'")
+        if "path" in row:
+            row["path"] = (path.parent / row["path"]).resolve()
+        yield row
 
 
 @dataclass(frozen=True)

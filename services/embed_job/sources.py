@@ -138,9 +138,8 @@ def _pick_columns(
     return content, id_column, passthrough
 
 
-def _json_chunks(path: Path) -> Iterator[pa.Table]:
-    rows: list[dict] = []
-    schema: pa.Schema | None = None
+def json_objects(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON Lines file."""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -151,14 +150,22 @@ def _json_chunks(path: Path) -> Iterator[pa.Table]:
                 raise InputError(f"{path}:{number}: not JSON ({exc.msg}); every line must be one JSON object") from None
             if not isinstance(row, dict):
                 raise InputError(f"{path}:{number}: a JSON {type(row).__name__}, not an object")
-            rows.append(row)
-            if len(rows) == STAGE_ROWS:
-                table = _table_of(rows, schema, path, number)
-                schema = table.schema
-                yield table
-                rows = []
+            yield number, row
+
+
+def _json_chunks(path: Path) -> Iterator[pa.Table]:
+    rows: list[dict] = []
+    schema: pa.Schema | None = None
+    number = 0
+    for number, row in json_objects(path):
+        rows.append(row)
+        if len(rows) == STAGE_ROWS:
+            table = _table_of(rows, schema, path, number)
+            schema = table.schema
+            yield table
+            rows = []
     if rows or schema is None:
-        yield _table_of(rows, schema, path, "end")
+        yield _table_of(rows, schema, path, number)
 
 
 def _table_of(rows: list[dict], schema: pa.Schema | None, path: Path, where: object) -> pa.Table:
