@@ -81,6 +81,7 @@ def _client(args: argparse.Namespace):
 def _cmd_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from services.engine import Limits
     from services.server import ServeOptions, TLSConfig, serve
 
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -101,6 +102,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             batching=not args.no_batching,
             max_batch=args.max_batch,
             max_wait_ms=args.max_wait_ms,
+            max_message_bytes=args.max_message_mb << 20,
+            limits=Limits(
+                max_items_per_request=args.max_items,
+                max_query_parts=args.max_query_parts,
+                max_top_k=args.max_top_k,
+                max_batch_queries=args.max_batch_queries,
+                max_message_bytes=args.max_message_mb << 20,
+            ),
+            max_concurrent_rpcs=args.max_concurrent_rpcs,
         )
     )
     return 0
@@ -353,6 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a call waits for others to share its batch (default: %(default)s)",
     )
     serve.add_argument("--no-batching", action="store_true", help="embed each call on its own")
+    limits = serve.add_argument_group("limits (a request over one gets RESOURCE_EXHAUSTED)")
+    limits.add_argument("--max-message-mb", type=int, default=64, help="largest message, MiB (default: %(default)s)")
+    limits.add_argument(
+        "--max-items", type=int, default=1024, help="items per Embed/Upsert message (default: %(default)s)"
+    )
+    limits.add_argument("--max-top-k", type=int, default=1000, help="largest top_k (default: %(default)s)")
+    limits.add_argument("--max-query-parts", type=int, default=8, help="parts in one query (default: %(default)s)")
+    limits.add_argument(
+        "--max-batch-queries", type=int, default=64, help="queries in one BatchSearch (default: %(default)s)"
+    )
+    limits.add_argument(
+        "--max-concurrent-rpcs", type=int, help="calls in flight at once, streams included (default: no limit)"
+    )
     serve.set_defaults(func=_cmd_serve)
 
     corpus = sub.add_parser(

@@ -28,7 +28,7 @@ from index.corpus import CorpusError
 from proto.tessera.v1 import tessera_pb2 as pb
 from proto.tessera.v1 import tessera_pb2_grpc as pb_grpc
 
-from .auth import ApiKeyInterceptor
+from .auth import ApiKeyInterceptor, KeyStore
 from .convert import (
     FUSION_FROM_PB,
     MODALITY_TO_PB,
@@ -40,7 +40,7 @@ from .convert import (
     vector_from_pb,
     vector_to_pb,
 )
-from .engine import Engine, LimitError, NewItem
+from .engine import Engine, LimitError, Limits, NewItem
 from .metrics import Metrics, MetricsInterceptor
 
 log = logging.getLogger("tessera.server")
@@ -310,10 +310,11 @@ async def start_server(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    api_keys: dict[str, str] | None = None,
+    api_keys: dict[str, str] | KeyStore | None = None,
     tls: TLSConfig | None = None,
     metrics: Metrics | None = None,
     max_message_bytes: int | None = None,
+    max_concurrent_rpcs: int | None = None,
 ) -> RunningServer:
     interceptors: list[grpc.aio.ServerInterceptor] = []
     if api_keys:
@@ -324,6 +325,8 @@ async def start_server(
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+        # Beyond this many calls in flight, new ones get RESOURCE_EXHAUSTED instead of queueing without bound.
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
     pb_grpc.add_TesseraServicer_to_server(TesseraServicer(engine, metrics), server)
     health_servicer = health.aio.HealthServicer()
@@ -374,16 +377,18 @@ class ServeOptions:
     max_batch: int = 64
     max_wait_ms: float = 5.0
     max_message_bytes: int = 64 << 20
+    limits: Limits | None = None
+    max_concurrent_rpcs: int | None = None
     grace_s: float = 10.0
 
 
 def serve(options: ServeOptions) -> None:
     """`tessera serve`: run until SIGTERM/SIGINT, then drain calls and snapshot every corpus."""
-    from .auth import load_keys
+    from .auth import KeyStore, load_keys
     from .logs import configure
 
     configure()
-    keys = load_keys(options.api_keys_file)
+    keys = KeyStore(options.api_keys_file) if options.api_keys_file else KeyStore(keys=load_keys(None))
 
     async def main() -> None:
         metrics = Metrics()
@@ -395,6 +400,7 @@ def serve(options: ServeOptions) -> None:
             max_batch=options.max_batch,
             max_wait_ms=options.max_wait_ms,
             on_batch=metrics.batch_size.observe,
+            limits=options.limits,
         )
         running = await start_server(
             engine,
@@ -404,6 +410,7 @@ def serve(options: ServeOptions) -> None:
             tls=options.tls,
             metrics=metrics,
             max_message_bytes=options.max_message_bytes,
+            max_concurrent_rpcs=options.max_concurrent_rpcs,
         )
         print(f"tessera serving on {options.host}:{running.port} (data: {options.data_dir})", flush=True)
         await serve_forever(running, options.grace_s)

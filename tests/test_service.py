@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import subprocess
 from pathlib import Path
 
 import grpc
@@ -15,6 +14,7 @@ from services.background import ServerThread
 from services.client import AsyncTesseraClient, TesseraClient
 from services.engine import Limits
 from services.server import TLSConfig
+from tests.tls_certs import make_cert
 
 SPACE = "minilm-bind-init"  # real MiniLM text plus image/audio/video encoders
 PASSAGES = {
@@ -246,64 +246,10 @@ def test_api_keys_and_roles(tmp_path: Path) -> None:
         srv.stop()
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
 def test_tls_and_mutual_tls(tmp_path: Path) -> None:
-    def cert(name: str, ca: bool = False) -> None:
-        key, csr, crt = (tmp_path / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
-        _openssl(
-            "req",
-            "-new",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(csr),
-            "-subj",
-            f"/CN={name}",
-        )
-        ext = tmp_path / f"{name}.ext"
-        ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n" if not ca else "basicConstraints=CA:TRUE\n")
-        if ca:
-            _openssl(
-                "x509",
-                "-req",
-                "-in",
-                str(csr),
-                "-signkey",
-                str(key),
-                "-out",
-                str(crt),
-                "-days",
-                "2",
-                "-extfile",
-                str(ext),
-            )
-        else:
-            _openssl(
-                "x509",
-                "-req",
-                "-in",
-                str(csr),
-                "-CA",
-                str(tmp_path / "ca.crt"),
-                "-CAkey",
-                str(tmp_path / "ca.key"),
-                "-CAcreateserial",
-                "-out",
-                str(crt),
-                "-days",
-                "2",
-                "-extfile",
-                str(ext),
-            )
-
-    for name, is_ca in (("ca", True), ("server", False), ("client", False)):
-        cert(name, is_ca)
+    make_cert(tmp_path, "ca")
+    make_cert(tmp_path, "server", signed_by="ca")
+    make_cert(tmp_path, "client", signed_by="ca")
     tls = TLSConfig(cert=tmp_path / "server.crt", key=tmp_path / "server.key", client_ca=tmp_path / "ca.crt")
     srv = ServerThread(tmp_path / "data", tls=tls).start()
     try:
