@@ -51,7 +51,9 @@ AUTO_REBUILD_GROWTH = 4  # "auto" re-sizes its ANN index after the corpus grows 
 # vectors written are often not a fair sample of the rest (measured: IVF1024,PQ32 trained on the
 # first half of a 100k corpus had recall@10 0.43 against 0.51, and 25% lower QPS).
 RETRAIN_GROWTH = 2
-SNAPSHOT_WAL_BYTES = 256 << 20
+# Snapshot once the write-ahead log passes this size; TESSERA_SNAPSHOT_WAL_MB sets it (operators
+# trade restart replay time against snapshot frequency; the reliability benchmark makes it small).
+SNAPSHOT_WAL_BYTES = int(os.environ.get("TESSERA_SNAPSHOT_WAL_MB", "256")) << 20
 
 
 class CorpusError(RuntimeError):
@@ -324,6 +326,7 @@ class Corpus:
                 live = self.store.live_slots()
                 n_at_start = self.store.n_slots
                 vectors = self.store.vectors[live]
+            log.info({"event": "index_build_started", "corpus": self.name, "factory": factory, "vectors": len(live)})
             index = AnnIndex(factory, self.dim)
             trained_on = 0
             if not index.is_trained:
@@ -357,7 +360,7 @@ class Corpus:
                 self.ann, self._ann_dead, self._built_count = index, dead, self.store.count
                 self._trained_on = trained_on
                 self.manifest["built_factory"] = factory
-            log.info("corpus %s: built %s over %d vectors", self.name, factory, len(live) + len(new))
+            log.info({"event": "index_built", "corpus": self.name, "factory": factory, "vectors": len(live) + len(new)})
         finally:
             self._building = False
         if not self._closed:
@@ -515,6 +518,7 @@ class Corpus:
         with self._write_mutex:
             seqno = self.wal.next_seqno - 1
             name = f"snap-{seqno:012d}"
+            log.info({"event": "snapshot_started", "corpus": self.name, "snapshot": name})
             with self._rw.read():
                 payload, slots = self.store.live_payload()
                 vectors = self.store.vectors[: self.store.n_slots]
@@ -533,6 +537,7 @@ class Corpus:
             self._unsnapshotted = 0
             if old and old != name:
                 shutil.rmtree(self.path / SNAPSHOTS / old, ignore_errors=True)
+        log.info({"event": "snapshot_written", "corpus": self.name, "snapshot": name})
         return name
 
     def wal_bytes(self) -> int:
