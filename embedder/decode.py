@@ -209,8 +209,8 @@ def decode_vector(content: Sequence[float] | np.ndarray | bytes, dim: int) -> np
             vec = np.frombuffer(content, dtype="<f4")
         else:
             vec = np.asarray(content, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise DecodeError("vector", f"not a sequence of numbers ({exc})") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DecodeError("vector", f"not a sequence of float32 numbers ({exc})") from None
     if vec.ndim != 1:
         raise DecodeError("vector", f"expected a flat vector, got shape {vec.shape}")
     if vec.shape[0] != dim:

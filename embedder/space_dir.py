@@ -28,7 +28,10 @@ WEIGHTS_FILE = "weights.safetensors"
 
 
 def is_space_dir(path: str | os.PathLike[str]) -> bool:
-    return (Path(path) / SPEC_FILE).is_file()
+    try:
+        return (Path(path) / SPEC_FILE).is_file()
+    except (OSError, ValueError):  # a name the filesystem refuses (too long, NUL) is no space directory
+        return False
 
 
 def save_space(space: Space, path: str | os.PathLike[str], overwrite: bool = False) -> Path:

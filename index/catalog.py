@@ -50,7 +50,8 @@ class Catalog:
         return sorted(p.name for p in self._dir.iterdir() if (p / MANIFEST).exists())
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and (self._dir / name / MANIFEST).exists()
+        # Only valid names can exist; checking first keeps paths like "../x" or 300-byte names off the filesystem.
+        return isinstance(name, str) and bool(NAME_PATTERN.match(name)) and (self._dir / name / MANIFEST).exists()
 
     def create(
         self,

@@ -15,6 +15,7 @@ Errors name the clause by its path, e.g. `filter.and[1].year: unknown operator '
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -58,24 +59,24 @@ def _element_mask(column: pa.ChunkedArray, test: Callable[[pa.Array], pa.Array])
 def _leaf(field: str, op: str, arg: Any, path: str) -> Mask:
     if op == "eq":
         if not _is_scalar(arg) or arg is None:
-            raise FilterError(path, f"eq takes one non-null scalar, got {arg!r}")
+            raise FilterError(path, f"eq takes one non-null scalar, got {_show(arg)}")
         return _column_test(field, path, lambda a: pc.equal(a, pa.scalar(arg)))
     if op == "ne":
         equal = _leaf(field, "eq", arg, path)
         return lambda table: ~equal(table)
     if op == "in":
         if not isinstance(arg, list) or not arg or not all(_is_scalar(v) and v is not None for v in arg):
-            raise FilterError(path, f"in takes a non-empty list of scalars, got {arg!r}")
+            raise FilterError(path, f"in takes a non-empty list of scalars, got {_show(arg)}")
         return _column_test(field, path, lambda a: pc.is_in(a, value_set=pa.array(arg)))
     if op == "range":
         if not isinstance(arg, Mapping) or not arg:
-            raise FilterError(path, f"range takes an object of gt/gte/lt/lte bounds, got {arg!r}")
+            raise FilterError(path, f"range takes an object of gt/gte/lt/lte bounds, got {_show(arg)}")
         bad = [k for k in arg if k not in RANGE_BOUNDS]
         if bad:
             raise FilterError(path, f"unknown range bound {bad[0]!r}; use gt, gte, lt, lte")
         for bound, value in arg.items():
             if not isinstance(value, (int, float, str)) or isinstance(value, bool):
-                raise FilterError(f"{path}.{bound}", f"a bound must be a number or string, got {value!r}")
+                raise FilterError(f"{path}.{bound}", f"a bound must be a number or string, got {_show(value)}")
 
         def in_range(array: pa.Array) -> pa.Array:
             result = None
@@ -87,7 +88,7 @@ def _leaf(field: str, op: str, arg: Any, path: str) -> Mask:
         return _column_test(field, path, in_range)
     if op == "exists":
         if not isinstance(arg, bool):
-            raise FilterError(path, f"exists takes true or false, got {arg!r}")
+            raise FilterError(path, f"exists takes true or false, got {_show(arg)}")
 
         def exists(table: pa.Table) -> np.ndarray:
             if field not in table.column_names:
@@ -100,13 +101,22 @@ def _leaf(field: str, op: str, arg: Any, path: str) -> Mask:
     raise FilterError(path, f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
 
 
+_SHORT_REPR = reprlib.Repr()  # keyword arguments arrived in Python 3.12
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxstring, _SHORT_REPR.maxother = 4, 60, 60
+
+
+def _show(value: Any) -> str:
+    """repr() cut to a readable size: an operand nested a thousand deep must not blow up its own error message."""
+    return _SHORT_REPR.repr(value)
+
+
 def _column_test(field: str, path: str, test: Callable[[pa.Array], pa.Array]) -> Mask:
     def mask(table: pa.Table) -> np.ndarray:
         if field not in table.column_names:
             return np.zeros(table.num_rows, dtype=bool)
         try:
             return _element_mask(table.column(field), test)
-        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
             kind = table.schema.field(field).type
             raise FilterError(path, f"cannot compare field {field!r} of type {kind} this way ({exc})") from None
 
@@ -137,7 +147,7 @@ def _compile(spec: Any, path: str, depth: int) -> Mask:
     if depth > MAX_DEPTH:
         raise FilterError(path, f"filter nests deeper than {MAX_DEPTH} levels")
     if not isinstance(spec, Mapping) or not spec:
-        raise FilterError(path, f"expected a non-empty JSON object, got {spec!r}")
+        raise FilterError(path, f"expected a non-empty JSON object, got {_show(spec)}")
     masks: list[Mask] = []
     for key, value in spec.items():
         here = f"{path}.{key}"
@@ -150,10 +160,10 @@ def _compile(spec: Any, path: str, depth: int) -> Mask:
             inner = _compile(value, here, depth + 1)
             masks.append(lambda table, inner=inner: ~inner(table))
         elif not isinstance(key, str) or not key:
-            raise FilterError(path, f"field names must be non-empty strings, got {key!r}")
+            raise FilterError(path, f"field names must be non-empty strings, got {_show(key)}")
         else:
             if not isinstance(value, Mapping) or len(value) != 1:
-                raise FilterError(here, f"expected one operator object such as {{'eq': ...}}, got {value!r}")
+                raise FilterError(here, f"expected one operator object such as {{'eq': ...}}, got {_show(value)}")
             ((op, arg),) = value.items()
             masks.append(_leaf(key, op, arg, here))
     return masks[0] if len(masks) == 1 else _all(masks)

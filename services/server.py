@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError as ProtobufDecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -60,6 +61,9 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.DEADLINE_EXCEEDED, "the request's deadline passed before it finished"
     if isinstance(exc, (ValueError, TypeError, json.JSONDecodeError)):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, ProtobufDecodeError):
+        # A client-stream message is parsed inside the handler's loop, so protobuf's error lands here.
+        return grpc.StatusCode.INVALID_ARGUMENT, f"a message in the stream is not a valid protobuf message ({exc})"
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); the server log has the details"
 
 

@@ -112,10 +112,8 @@ def test_recorded_alignment_results_cover_every_loss_and_speaker() -> None:
     best = max(data["losses"], key=lambda row: row["audio_to_text_accuracy_mean"])
     assert data["best_loss"] == best["loss"] and data["shipped"]["loss"] == best["loss"]
     assert data["best_audio_to_text_accuracy_mean"] == best["audio_to_text_accuracy_mean"]
-    # The bar is 0.85; the README says how far the best loss got (0.84) and what was tried.
-    assert data["bar_audio_to_text_accuracy"] == 0.85 and best["audio_to_text_accuracy_mean"] > 0.8
-    # Each run under 10 minutes, except Symile with O(n^2) negatives (README: 11-12 min).
-    assert all(row["train_seconds_max"] < 600 for row in data["losses"] if row["loss"] != "symile")
+    assert data["bar_audio_to_text_accuracy"] == 0.85 and best["audio_to_text_accuracy_mean"] >= 0.85
+    assert all(row["train_seconds_max"] < 600 for row in data["losses"])  # every run within the 10-minute budget
 
 
 def test_batch_embed_bench_small_run_compares_against_raw_encode(tmp_path: Path) -> None:
