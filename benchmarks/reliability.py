@@ -259,6 +259,8 @@ def fuzz(requests: int, work: Path, seed: int = 0) -> dict[str, Any]:
 
     server = ServerProcess(work / "fuzz-data")
     try:
+        # A short warm-up run loads the model and the corpus first, so the RSS figures compare like with like.
+        run_grpc_fuzz(server.address, 100, seed + 1)
         before = rss_mb(server.pid)
         report = run_grpc_fuzz(server.address, requests, seed)
         after = rss_mb(server.pid)
@@ -354,14 +356,25 @@ def main() -> None:
     parser.add_argument("--load-clients", type=int, default=16)
     parser.add_argument("--load-seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["crash", "fuzz", "load"],
+        default=["crash", "fuzz", "load"],
+        help="what to run; results of parts not run are kept from the existing --out file",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "reliability.json")
     args = parser.parse_args()
-    results: dict[str, Any] = {"benchmark": "reliability", "machine": f"{os.cpu_count()} CPU cores", "seed": args.seed}
+    results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results |= {"benchmark": "reliability", "machine": f"{os.cpu_count()} CPU cores", "seed": args.seed}
     with tempfile.TemporaryDirectory(prefix="tessera-reliability-") as tmp:
         work = Path(tmp)
-        results.update(crash_trials(args.trials, work, args.seed))
-        results.update(fuzz(args.fuzz, work, args.seed))
-        results.update(load(args.load_clients, args.load_seconds, work, args.seed))
+        if "crash" in args.parts:
+            results.update(crash_trials(args.trials, work, args.seed))
+        if "fuzz" in args.parts:
+            results.update(fuzz(args.fuzz, work, args.seed))
+        if "load" in args.parts:
+            results.update(load(args.load_clients, args.load_seconds, work, args.seed))
     results["ok"] = (
         results["lost"] == 0
         and results["crash_resurrected"] == 0

@@ -138,3 +138,13 @@ def test_recorded_batch_embed_results_meet_the_bars() -> None:
     assert recorded["rss_rows_small"] == 20_000 and recorded["rss_rows_large"] == 200_000
     assert recorded["rss_growth"] <= 1.20
     assert recorded["fsdd_n"] == 2500 and recorded["fsdd_items_per_s"] > 0
+
+
+def test_recorded_reliability_results_meet_the_bars() -> None:
+    data = json.loads((REPO / "benchmarks" / "results" / "reliability.json").read_text())
+    assert data["crash_trials"] >= 20 and data["lost"] == 0 and data["crash_unloadable"] == 0
+    assert all(data[f"crash_killed_during_{p}"] > 0 for p in ("upsert", "snapshot", "rebuild"))
+    assert data["crash_resurrected"] == 0 and data["crash_count_mismatch"] == 0
+    assert data["fuzz_requests"] >= 5000 and data["fuzz_unexpected"] == 0 and data["fuzz_server_up"]
+    assert data["load_clients"] == 16 and data["load_seconds"] >= 60 and data["load_errors"] == 0
+    assert data["ok"]
