@@ -111,6 +111,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 max_message_bytes=args.max_message_mb << 20,
             ),
             max_concurrent_rpcs=args.max_concurrent_rpcs,
+            allow_space_paths=args.allow_space_paths,
         )
     )
     return 0
@@ -363,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a call waits for others to share its batch (default: %(default)s)",
     )
     serve.add_argument("--no-batching", action="store_true", help="embed each call on its own")
+    serve.add_argument(
+        "--allow-space-paths",
+        action="store_true",
+        help="let requests name a space by directory or checkpoint path (off: only names, incl. DIR/spaces/<name>)",
+    )
     limits = serve.add_argument_group("limits (a request over one gets RESOURCE_EXHAUSTED)")
     limits.add_argument("--max-message-mb", type=int, default=64, help="largest message, MiB (default: %(default)s)")
     limits.add_argument(

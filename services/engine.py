@@ -61,6 +61,13 @@ class NewItem:
     uri: str | None = None
 
 
+def _names_a_path(space: str) -> bool:
+    """A space name that reaches the filesystem: a directory path, or an OpenCLIP checkpoint path (`arch//file`)."""
+    if space.startswith("openclip:"):
+        return "//" in space
+    return "/" in space or "\\" in space or space.startswith(".")
+
+
 class Engine:
     def __init__(
         self,
@@ -72,8 +79,11 @@ class Engine:
         limits: Limits | None = None,
         device: str | None = None,
         on_batch: Any = None,
+        allow_space_paths: bool = True,
     ) -> None:
         self.catalog = Catalog(data_dir)
+        # A network-facing server turns this off: a client must not make it read files of its choosing.
+        self.allow_space_paths = allow_space_paths
         self.router = Router(self.catalog)
         self.limits = limits or Limits()
         self.batching = batching
@@ -94,6 +104,11 @@ class Engine:
             space = self._spaces.get(name)
             if space is None:
                 base = name.rsplit("@", 1)[0] if "@" in name else name
+                if not self.allow_space_paths and _names_a_path(base):
+                    raise UnknownSpaceError(
+                        f"space {base!r} names a file path, which this server does not load; save the space under "
+                        "<data dir>/spaces/<name> and use its name, or start the server with --allow-space-paths"
+                    )
                 space = self._spaces.get(base) or load_space(base, self.device)
                 if "@" in name and space.id != name:
                     raise UnknownSpaceError(f"space {name!r} is not loadable here; {base!r} is version {space.id}")

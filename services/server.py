@@ -383,6 +383,7 @@ class ServeOptions:
     max_message_bytes: int = 64 << 20
     limits: Limits | None = None
     max_concurrent_rpcs: int | None = None
+    allow_space_paths: bool = False
     grace_s: float = 10.0
 
 
@@ -405,6 +406,7 @@ def serve(options: ServeOptions) -> None:
             max_wait_ms=options.max_wait_ms,
             on_batch=metrics.batch_size.observe,
             limits=options.limits,
+            allow_space_paths=options.allow_space_paths,
         )
         running = await start_server(
             engine,

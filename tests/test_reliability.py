@@ -73,6 +73,19 @@ def test_every_configured_limit_is_enforced_with_the_documented_status(limited: 
         assert client.health() == "SERVING"
 
 
+def test_a_network_server_loads_no_space_from_a_path_a_client_names(limited: ServerProcess, tmp_path: Path) -> None:
+    from embedder import load_space, save_space
+
+    save_space(load_space("minilm"), tmp_path / "planted")  # a real, loadable space directory on the server's disk
+    with TesseraClient(limited.address) as client:
+        for name in (str(tmp_path / "planted"), "../planted", "openclip:ViT-B-32//etc/hosts"):
+            with pytest.raises(grpc.RpcError) as refused:
+                client.embed(["hello"], space=name)
+            assert refused.value.code() == grpc.StatusCode.NOT_FOUND, name
+            assert "--allow-space-paths" in refused.value.details()
+        assert client.embed(["hello"], space="minilm").shape == (1, 384)
+
+
 def test_calls_beyond_the_concurrency_limit_are_refused_not_queued(limited: ServerProcess) -> None:
     release = threading.Event()
 
