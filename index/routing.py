@@ -107,7 +107,11 @@ def compose(parts: Sequence[QueryPart], similarity: str) -> np.ndarray:
     if (weights < 0).any() or not weights.sum() > 0:
         raise RoutingError("query part weights must be non-negative and not all zero")
     mean = np.sum([w * v for w, v in zip(weights, units, strict=True)], axis=0)
-    return (mean / np.linalg.norm(mean)).astype(np.float32)
+    norm = float(np.linalg.norm(mean))
+    if not norm > 1e-12 or not np.isfinite(norm):
+        # Opposite parts cancel, or weights like 1e-45 underflow: there is no direction left to search.
+        raise RoutingError("the weighted query parts cancel out to a zero vector; change the parts or their weights")
+    return (mean / norm).astype(np.float32)
 
 
 class Router:

@@ -127,3 +127,14 @@ def test_gram_volume_equals_product_of_singular_values(k: int) -> None:
     assert gram_volume(v) == pytest.approx(np.prod(np.linalg.svd(v.astype(np.float64), compute_uv=False)), abs=1e-5)
     if k == 2:
         assert gram_volume(v) == pytest.approx(np.sqrt(1 - float(v[0] @ v[1]) ** 2), abs=1e-5)
+
+
+def test_parts_that_cancel_out_are_refused_with_a_reason_not_a_nan() -> None:
+    from index.routing import compose
+
+    v = np.ones(4, dtype=np.float32)
+    with pytest.raises(RoutingError, match="cancel out"):
+        compose([QueryPart("vector", v, 1.0), QueryPart("vector", -v, 1.0)], "cosine")
+    with pytest.raises(RoutingError, match="cancel out"):
+        compose([QueryPart("vector", v, 1e-45)], "cosine")
+    np.testing.assert_allclose(compose([QueryPart("vector", v, 2.0)], "cosine"), v / 2.0)
