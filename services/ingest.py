@@ -7,14 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from embedder.modality import FILE_SUFFIXES, Modality
 
 from .chunking import DOCUMENT_SUFFIXES, chunk_text, read_document
 from .client import parquet_items
 from .embed_job import read_output_metadata
-from .embed_job.sources import json_objects
+from .embed_job.sources import is_bytes_type, json_objects
 
 
 class EmbeddingsMismatchError(ValueError):
@@ -45,20 +43,24 @@ def embeddings_items(
             f"{path} holds {meta.get('modality')} embeddings; corpus {corpus['name']!r} holds {corpus['modality']}"
         )
     dataset = pads.dataset(path, format="parquet")
-    dim, content, root = corpus["dim"], meta.get("content_column"), Path(meta.get("source", "."))
+    dim, content, is_text = corpus["dim"], meta.get("content_column"), meta.get("modality") == "text"
+    # A folder's paths are relative to it; a table's path cells are kept as written.
+    source = Path(meta.get("source", "."))
+    folder = source if source.is_dir() else None
 
     def items() -> Iterator[dict[str, Any]]:
         for batch in dataset.to_batches(batch_size=batch_rows):
             vectors = batch.column("vector").flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
             columns = {name: batch.column(name).to_pylist() for name in batch.schema.names if name != "vector"}
-            meta_names = [n for n in columns if n != "id" and batch.schema.field(n).type not in (pa.binary(),)]
+            meta_names = [n for n in columns if n != "id" and not is_bytes_type(batch.schema.field(n).type)]
             for row in range(batch.num_rows):
                 item: dict[str, Any] = {"id": columns["id"][row], "vector": vectors[row]}
                 item["metadata"] = {n: columns[n][row] for n in meta_names if columns[n][row] is not None}
-                if content in columns and meta.get("modality") == "text":
-                    item["text"] = columns[content][row]
-                elif content in columns and isinstance(columns[content][row], str):
-                    item["uri"] = str(root / columns[content][row]) if root.is_dir() else columns[content][row]
+                cell = columns[content][row] if content in columns else None
+                if is_text and cell is not None:
+                    item["text"] = cell
+                elif isinstance(cell, str):
+                    item["uri"] = str(folder / cell) if folder is not None else cell
                 yield item
 
     return dataset.count_rows(), items()

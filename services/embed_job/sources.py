@@ -88,6 +88,10 @@ class WorkList:
         return pa.table(out)
 
 
+def is_bytes_type(kind: pa.DataType) -> bool:
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+
+
 def input_fingerprint(path: Path) -> str:
     """Changes whenever the input's bytes could have: size and mtime of the file, or of every file in a folder."""
     digest = hashlib.sha256()
@@ -124,7 +128,7 @@ def _pick_columns(
             raise InputError(f"{source} has no column {name!r} ({flag}); it has {names}")
     if passthrough is None:
         # Text and file paths come along (a corpus shows them with each hit); encoded media bytes stay behind.
-        binary = pa.types.is_binary(schema.field(content).type) or pa.types.is_large_binary(schema.field(content).type)
+        binary = is_bytes_type(schema.field(content).type)
         passthrough = tuple(n for n in names if n != id_column and not (n == content and binary))
     missing = [n for n in passthrough if n not in names]
     if missing:
