@@ -77,11 +77,19 @@ class SearchResult:
 
 
 class AnnIndex:
-    def __init__(self, factory: str, dim: int, index: Any | None = None, labels: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        factory: str,
+        dim: int,
+        index: Any | None = None,
+        labels: np.ndarray | None = None,
+        *,
+        ef_construction: int | None = None,
+    ) -> None:
         self.factory = factory
         self.dim = dim
         if index is None:
-            index = self._build(factory, dim)
+            index = self._build(factory, dim, ef_construction)
         self.index = index
         self.native_ids = faiss.try_extract_index_ivf(index) is not None
         # Position in the index -> slot, for index types without ids of their own. One trailing -1 lets
@@ -101,12 +109,21 @@ class AnnIndex:
         return self._labels_ext[:-1]
 
     @staticmethod
-    def _build(factory: str, dim: int) -> Any:
+    def _build(factory: str, dim: int, ef_construction: int | None = None) -> Any:
         try:
             index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
             raise IndexBuildError(f"FAISS cannot build index {factory!r} for {dim}-d vectors: {first}") from None
+        if ef_construction is not None:
+            inner = _innermost(index)
+            # IVF with an HNSW coarse quantizer ("IVF4096_HNSW32,...") builds its graph over the centroids.
+            graph = inner if isinstance(inner, faiss.IndexHNSW) else None
+            if graph is None and isinstance(inner, faiss.IndexIVF):
+                quantizer = faiss.downcast_index(inner.quantizer)
+                graph = quantizer if isinstance(quantizer, faiss.IndexHNSW) else None
+            if graph is not None:
+                graph.hnsw.efConstruction = ef_construction
         return index
 
     # ---- state ---------------------------------------------------------------------------

@@ -17,6 +17,9 @@ class IndexConfig:
     factory: str = AUTO  # any faiss.index_factory string, e.g. "Flat", "HNSW32", "IVF4096,PQ32", or "auto"
     nprobe: int | None = None  # IVF lists probed per query unless the query says otherwise
     ef_search: int | None = None  # HNSW beam width unless the query says otherwise
+    # HNSW beam width while building the graph; None keeps FAISS's default (40). Peers default to 100-200:
+    # a wider build beam costs build time and buys recall at every later efSearch.
+    ef_construction: int | None = None
     use_gpu: bool = True  # move the index to the GPU when faiss sees one
     ann_threshold: int = ANN_THRESHOLD  # "auto" switches from exact to ANN at this size
     rebuild_tombstone_ratio: float = 0.25  # rebuild in the background once this share of an index is dead
@@ -42,7 +45,7 @@ class IndexConfig:
     def validate(self) -> None:
         if not isinstance(self.factory, str) or not self.factory.strip():
             raise ValueError("index factory must be a FAISS factory string such as 'Flat' or 'HNSW32', or 'auto'")
-        for name in ("nprobe", "ef_search", "refine"):
+        for name in ("nprobe", "ef_search", "ef_construction", "refine"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -327,7 +327,7 @@ class Corpus:
                 n_at_start = self.store.n_slots
                 vectors = self.store.vectors[live]
             log.info({"event": "index_build_started", "corpus": self.name, "factory": factory, "vectors": len(live)})
-            index = AnnIndex(factory, self.dim)
+            index = AnnIndex(factory, self.dim, ef_construction=self.config.ef_construction)
             trained_on = 0
             if not index.is_trained:
                 if len(live) < (index.min_training_size() if force else index.training_size()):
@@ -463,15 +463,23 @@ class Corpus:
             for row_scores, row_slots in zip(scores, slots, strict=True):
                 keep = row_slots >= 0
                 found = row_slots[keep]
+                if not with_payload:
+                    out.append(
+                        [
+                            Hit(id=i, score=float(s))
+                            for i, s in zip(self.store.ids(found), row_scores[keep], strict=True)
+                        ]
+                    )
+                    continue
                 rows = self.store.rows(found) if len(found) else []
                 out.append(
                     [
                         Hit(
                             id=row["id"],
                             score=float(score),
-                            metadata=metadata_of(row) if with_payload else {},
-                            text=row.get("text") if with_payload else None,
-                            uri=row.get("uri") if with_payload else None,
+                            metadata=metadata_of(row),
+                            text=row.get("text"),
+                            uri=row.get("uri"),
                         )
                         for row, score in zip(rows, row_scores[keep], strict=True)
                     ]

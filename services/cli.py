@@ -138,6 +138,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
                 factory=args.index,
                 nprobe=args.nprobe,
                 ef_search=args.ef_search,
+                ef_construction=args.ef_construction,
             )
             _print_corpora([info])
         elif args.action == "list":
@@ -399,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--index", default="auto", help="FAISS factory string, or auto (default)")
     create.add_argument("--nprobe", type=int, help="default IVF lists probed per query")
     create.add_argument("--ef-search", type=int, help="default HNSW beam width per query")
+    create.add_argument(
+        "--ef-construction", type=int, help="HNSW beam width while building the graph (FAISS's default: 40)"
+    )
     for action, text in (("list", "list corpora"), ("describe", "describe one corpus"), ("drop", "drop a corpus")):
         p = corpus_sub.add_parser(action, help=text, description=text.capitalize() + ".")
         if action != "list":

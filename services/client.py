@@ -186,13 +186,21 @@ def corpus_dict(info: pb.CorpusInfo) -> dict[str, Any]:
 
 
 def create_request(
-    name: str, space: str, modality: str, factory: str, nprobe: int | None, ef_search: int | None
+    name: str,
+    space: str,
+    modality: str,
+    factory: str,
+    nprobe: int | None,
+    ef_search: int | None,
+    ef_construction: int | None = None,
 ) -> Any:
     return pb.CreateCorpusRequest(
         name=name,
         space=space,
         modality=MODALITY_TO_PB[Modality.parse(modality)],
-        index=pb.IndexConfig(factory=factory, nprobe=nprobe or 0, ef_search=ef_search or 0),
+        index=pb.IndexConfig(
+            factory=factory, nprobe=nprobe or 0, ef_search=ef_search or 0, ef_construction=ef_construction or 0
+        ),
     )
 
 
@@ -327,8 +335,9 @@ class TesseraClient:
         factory: str = "auto",
         nprobe: int | None = None,
         ef_search: int | None = None,
+        ef_construction: int | None = None,
     ) -> dict[str, Any]:
-        request = create_request(name, space, modality, factory, nprobe, ef_search)
+        request = create_request(name, space, modality, factory, nprobe, ef_search, ef_construction)
         return corpus_dict(self._call(self.stub.CreateCorpus, request).corpus)
 
     def list_corpora(self) -> list[dict[str, Any]]:
@@ -458,8 +467,9 @@ class AsyncTesseraClient:
         factory: str = "auto",
         nprobe: int | None = None,
         ef_search: int | None = None,
+        ef_construction: int | None = None,
     ) -> dict[str, Any]:
-        request = create_request(name, space, modality, factory, nprobe, ef_search)
+        request = create_request(name, space, modality, factory, nprobe, ef_search, ef_construction)
         return corpus_dict((await self._call(self.stub.CreateCorpus, request)).corpus)
 
     async def list_corpora(self) -> list[dict[str, Any]]:

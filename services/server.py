@@ -169,6 +169,8 @@ class TesseraServicer(pb_grpc.TesseraServicer):
             index["nprobe"] = request.index.nprobe
         if request.index.ef_search:
             index["ef_search"] = request.index.ef_search
+        if request.index.ef_construction:
+            index["ef_construction"] = request.index.ef_construction
         modality = modality_from_pb(request.modality)
         await asyncio.to_thread(self.engine.create_corpus, request.name, request.space, modality, index)
         return pb.CreateCorpusResponse(corpus=await asyncio.to_thread(self._corpus_info, request.name))

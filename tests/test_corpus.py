@@ -355,3 +355,22 @@ def test_trained_index_is_retrained_once_the_corpus_doubles(tmp_path: Path) -> N
     corpus.upsert(items_for(unit_rows(1300, seed=14), 1200))  # 2,500 >= 2 x 1,200: retrain in the background
     corpus.wait_idle()
     assert corpus._trained_on == 2500 and corpus.ann.ntotal == 2500
+
+
+def test_ef_construction_sets_the_hnsw_build_beam_and_survives_reopening(tmp_path: Path) -> None:
+    import faiss
+
+    config = IndexConfig(factory="HNSW16", ef_construction=77, use_gpu=False)
+    corpus = Corpus.create(tmp_path / "c", name="c", space="s", modality="vector", dim=8, index=config)
+    vectors = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    corpus.upsert([Item(id=str(i), vector=v) for i, v in enumerate(vectors)])
+    corpus.rebuild()
+    assert faiss.downcast_index(corpus.ann.index).hnsw.efConstruction == 77
+    corpus.close()
+    reopened = Corpus.open(tmp_path / "c")
+    assert reopened.config.ef_construction == 77
+    reopened.rebuild()
+    assert faiss.downcast_index(reopened.ann.index).hnsw.efConstruction == 77
+    reopened.close()
+    with pytest.raises(ValueError, match="ef_construction must be a positive integer"):
+        IndexConfig.from_json({"factory": "HNSW16", "ef_construction": 0})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 from pathlib import Path
 
 import grpc
@@ -121,6 +122,13 @@ def test_corpus_lifecycle_search_get_delete(client: TesseraClient, texts: str) -
     assert client.describe_corpus("scratch")["count"] == 6
     client.drop_corpus("scratch")
     assert "scratch" not in {c["name"] for c in client.list_corpora()}
+
+
+def test_create_corpus_carries_hnsw_build_settings(client: TesseraClient, server: ServerThread) -> None:
+    client.create_corpus("graph", space=SPACE, modality="text", factory="HNSW16", ef_search=48, ef_construction=77)
+    manifest = json.loads((Path(server.data_dir) / "corpora" / "graph" / "manifest.json").read_text())
+    assert manifest["index"]["ef_construction"] == 77 and manifest["index"]["ef_search"] == 48
+    client.drop_corpus("graph")
 
 
 def test_routed_query_reports_skipped_corpora(client: TesseraClient, texts: str) -> None:

@@ -111,16 +111,18 @@ class ListSpacesResponse(_message.Message):
     def __init__(self, spaces: _Optional[_Iterable[_Union[SpaceInfo, _Mapping]]] = ...) -> None: ...
 
 class IndexConfig(_message.Message):
-    __slots__ = ("factory", "nprobe", "ef_search", "disable_gpu")
+    __slots__ = ("factory", "nprobe", "ef_search", "disable_gpu", "ef_construction")
     FACTORY_FIELD_NUMBER: _ClassVar[int]
     NPROBE_FIELD_NUMBER: _ClassVar[int]
     EF_SEARCH_FIELD_NUMBER: _ClassVar[int]
     DISABLE_GPU_FIELD_NUMBER: _ClassVar[int]
+    EF_CONSTRUCTION_FIELD_NUMBER: _ClassVar[int]
     factory: str
     nprobe: int
     ef_search: int
     disable_gpu: bool
-    def __init__(self, factory: _Optional[str] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., disable_gpu: _Optional[bool] = ...) -> None: ...
+    ef_construction: int
+    def __init__(self, factory: _Optional[str] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., disable_gpu: _Optional[bool] = ..., ef_construction: _Optional[int] = ...) -> None: ...
 
 class CreateCorpusRequest(_message.Message):
     __slots__ = ("name", "space", "modality", "index")

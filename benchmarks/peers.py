@@ -1,0 +1,406 @@
+"""Tessera against the systems people pick instead, on the same vectors, machine and run.
+
+Systems (benchmarks/peer_systems.py): Tessera in-process and over gRPC, raw FAISS,
+hnswlib, Milvus Lite, Chroma (embedded), Qdrant (qdrant-client local mode) and
+LanceDB. Each runs in a process of its own, so peak RSS is its own (the whole
+process tree: Milvus Lite and `tessera serve` run a server process beside it).
+A system that is missing or fails is reported with its exact error.
+
+Per dataset and system: ingest throughput, build time (until searches hit the
+index), peak RSS, size on disk, a QPS vs recall@10 curve over the system's
+search knob (one query per call, one client), QPS at recall@10 >= 0.95, and
+p50/p99 latency with 1 and 8 concurrent clients at that operating point.
+Queries are held out of the indexed vectors; ground truth is exact search.
+
+    python -m benchmarks.peers                                  # 100k + 1M synthetic, 100k MiniLM
+    python -m benchmarks.peers --datasets synthetic-1m --merge  # add or redo one dataset
+    python -m benchmarks.peers --smoke                          # 10k vectors, every system, < 2 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+from tqdm.auto import tqdm
+
+from benchmarks.peer_systems import SYSTEMS, disk_mb
+
+RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+K = 10
+RECALL_BAR = 0.95
+N_QUERIES = 1000
+CLIENTS = 8
+POINT_SECONDS = 15.0  # one curve point stops early after this long (exact scans of 1M vectors)
+DATASETS = ("synthetic-100k", "synthetic-1m", "minilm-100k")
+SMOKE_DATASET = "synthetic-10k"
+
+
+# ---- data ---------------------------------------------------------------------------------
+def load_dataset(name: str, n_queries: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(indexed vectors, held-out queries, what they are)."""
+    from benchmarks.index_bench import clustered_vectors, minilm_vectors
+
+    kind, size = name.rsplit("-", 1)
+    n = int(size[:-1]) * (1000 if size.endswith("k") else 1_000_000)
+    if kind == "synthetic":
+        xb, xq = clustered_vectors(n, n_queries, seed=0)
+        return xb, xq, "clustered synthetic, 384-d, seed 0 (benchmarks.index_bench.clustered_vectors)"
+    if kind == "minilm":
+        xb, xq = minilm_vectors(n, n_queries)
+        what = (
+            "all-MiniLM-L6-v2 embeddings of distinct real sentences from the docstrings of the Python "
+            "standard library and the installed packages (benchmarks.text_corpus.real_sentences)"
+        )
+        return xb, xq, what
+    raise ValueError(f"unknown dataset {name!r}; pick from {', '.join(DATASETS)} or synthetic-<N>k")
+
+
+def ground_truth(xb: np.ndarray, xq: np.ndarray) -> np.ndarray:
+    from index.exact import exact_topk
+
+    return exact_topk(xb, xq, K)[1]
+
+
+# ---- one system, in its own process --------------------------------------------------------
+def tree_rss_mb(proc: psutil.Process) -> float:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = [len(set(f[f >= 0].tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True)]
+    return float(np.mean(hits)) / truth.shape[1]
+
+
+def sweep_point(system: Any, xq: np.ndarray, truth: np.ndarray, max_seconds: float) -> dict[str, Any]:
+    """One client, one query per call, in order, until every query ran or `max_seconds` passed."""
+    system.search(xq[0], K)  # warm-up
+    found, latencies = [], []
+    start = time.perf_counter()
+    for q in xq:
+        t0 = time.perf_counter()
+        found.append(system.search(q, K))
+        latencies.append(time.perf_counter() - t0)
+        if t0 - start > max_seconds and len(found) >= 20:
+            break
+    elapsed = time.perf_counter() - start
+    lat = np.array(latencies)
+    return {
+        "knob_value": system.value,
+        "recall_at_10": recall_at_k(np.array(found), truth[: len(found)]),
+        "qps": len(found) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50) * 1e3),
+        "p99_ms": float(np.percentile(lat, 99) * 1e3),
+        "queries": len(found),
+    }
+
+
+def concurrent_point(system: Any, xq: np.ndarray, clients: int, max_seconds: float) -> dict[str, Any]:
+    """`clients` threads each send one query at a time; QPS over the run, latency per call."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    deadline = time.perf_counter() + max_seconds
+
+    def work(c: int) -> None:
+        for q in xq[c::clients]:
+            t0 = time.perf_counter()
+            system.search(q, K)
+            latencies[c].append(time.perf_counter() - t0)
+            if t0 > deadline and len(latencies[c]) >= 5:
+                return
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    lat = np.concatenate([np.array(x) for x in latencies])
+    return {
+        "qps": len(lat) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50) * 1e3),
+        "p99_ms": float(np.percentile(lat, 99) * 1e3),
+        "queries": len(lat),
+    }
+
+
+def operating_point(curve: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest point at recall@10 >= the bar; the most accurate one if none reaches it."""
+    good = [p for p in curve if p["recall_at_10"] >= RECALL_BAR]
+    return max(good, key=lambda p: p["qps"]) if good else max(curve, key=lambda p: p["recall_at_10"])
+
+
+def run_worker(system_name: str, data_dir: Path, out: Path, point_seconds: float) -> None:
+    xb = np.load(data_dir / "xb.npy")
+    xq = np.load(data_dir / "xq.npy")
+    truth = np.load(data_dir / "truth.npy")
+    root = Path(tempfile.mkdtemp(prefix=f"peers-{system_name}-", dir=data_dir))
+    system = SYSTEMS[system_name](root, xb.shape[1])
+    me = psutil.Process()
+    row: dict[str, Any] = {"baseline_rss_mb": tree_rss_mb(me)}
+    try:
+        start = time.perf_counter()
+        system.ingest(xb)
+        row["ingest_s"] = time.perf_counter() - start
+        system.build()
+        row["build_s"] = time.perf_counter() - start
+        row["ingest_vectors_per_s"] = len(xb) / row["ingest_s"]
+        _single_threaded_faiss()  # one query per call: FAISS's own threads would only contend
+        curve = []
+        for value in system.knob_values:
+            system.set_knob(value)
+            curve.append(sweep_point(system, xq, truth, point_seconds))
+        best = operating_point(curve)
+        system.set_knob(best["knob_value"])
+        row.update(
+            knob=system.knob,
+            curve=curve,
+            knob_at_op=best["knob_value"],
+            recall_at_10=best["recall_at_10"],
+            qps_at_recall_95=best["qps"] if best["recall_at_10"] >= RECALL_BAR else None,
+            qps_1c=best["qps"],
+            p50_ms_1c=best["p50_ms"],
+            p99_ms_1c=best["p99_ms"],
+        )
+        if system.thread_safe:
+            many = concurrent_point(system, xq, CLIENTS, point_seconds)
+            row.update(qps_8c=many["qps"], p50_ms_8c=many["p50_ms"], p99_ms_8c=many["p99_ms"])
+        row["disk_mb"] = disk_mb(system.persist())
+        row.update(config=system.config(), version=system.version())
+    finally:
+        system.close()
+    out.write_text(json.dumps(row))
+
+
+def _single_threaded_faiss() -> None:
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(1)
+
+
+def measure(system: str, data_dir: Path, timeout_s: float, point_seconds: float) -> dict[str, Any]:
+    """Run one system's worker; its peak RSS is polled from here, over its whole process tree."""
+    out = data_dir / f"{system}.json"
+    out.unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.peers",
+        "--worker",
+        system,
+        "--data-dir",
+        str(data_dir),
+        "--point-seconds",
+        str(point_seconds),
+    ]
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    watched, peak = psutil.Process(proc.pid), 0.0
+    stderr_chunks: list[str] = []
+    reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        try:
+            peak = max(peak, tree_rss_mb(watched))
+        except psutil.Error:
+            pass
+        if time.perf_counter() - started > timeout_s:
+            for child in watched.children(recursive=True):
+                child.kill()
+            proc.kill()
+            proc.wait()
+            return {"system": system, "status": "error", "error": f"did not finish within {timeout_s:.0f} s"}
+        time.sleep(0.05)
+    reader.join(timeout=10)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0 or not out.exists():
+        tail = "".join(stderr_chunks).strip().splitlines()[-6:]
+        return {"system": system, "status": "error", "error": " | ".join(tail) or f"exit code {proc.returncode}"}
+    row = json.loads(out.read_text())
+    return {"system": system, "status": "ok", "peak_rss_mb": peak, "wall_s": wall, **row}
+
+
+# ---- the comparison ------------------------------------------------------------------------
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's two comparisons, per dataset: in-process against the best peer, gRPC against two."""
+    ok = {r["system"]: r for r in rows if r["status"] == "ok"}
+
+    def qps(name: str) -> float | None:
+        return ok[name].get("qps_at_recall_95") if name in ok else None
+
+    peers = {name: qps(name) for name in ok if not name.startswith("tessera")}
+    reaching = {name: value for name, value in peers.items() if value is not None}
+    best_peer = max(reaching, key=reaching.get) if reaching else None
+    out: dict[str, Any] = {
+        "tessera_qps_at_recall_95": qps("tessera"),
+        "best_peer": best_peer,
+        "best_peer_qps_at_recall_95": reaching.get(best_peer) if best_peer else None,
+        "peers_below_recall_95": sorted(set(peers) - set(reaching)),
+        "tessera_grpc_qps_at_recall_95": qps("tessera-grpc"),
+    }
+    if out["tessera_qps_at_recall_95"] and best_peer:
+        out["ratio"] = out["tessera_qps_at_recall_95"] / reaching[best_peer]
+        out["tessera_at_least_best_peer"] = out["ratio"] >= 1.0
+    for peer in ("milvus-lite", "qdrant-local"):
+        if out["tessera_grpc_qps_at_recall_95"] and qps(peer):
+            out[f"grpc_ratio_vs_{peer}"] = out["tessera_grpc_qps_at_recall_95"] / qps(peer)
+    return out
+
+
+def run_dataset(
+    name: str, systems: list[str], n_queries: int, timeout_s: float, point_seconds: float
+) -> dict[str, Any]:
+    xb, xq, what = load_dataset(name, n_queries)
+    with tempfile.TemporaryDirectory(prefix="tessera-peers-") as tmp:
+        data_dir = Path(tmp)
+        np.save(data_dir / "xb.npy", xb)
+        np.save(data_dir / "xq.npy", xq)
+        np.save(data_dir / "truth.npy", ground_truth(xb, xq))
+        rows = []
+        for system in (bar := tqdm(systems, desc=name, unit="system")):
+            bar.set_postfix_str(system)
+            row = measure(system, data_dir, timeout_s, point_seconds)
+            rows.append(row)
+            shown = row.get("qps_at_recall_95") or row.get("error", "")[:60]
+            tqdm.write(f"  {name} {system}: {row['status']} {shown}")
+    return {
+        "dataset": name,
+        "data": what,
+        "n": len(xb),
+        "dim": xb.shape[1],
+        "queries": len(xq),
+        "systems": rows,
+        "summary": summarise(rows),
+    }
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = results["datasets"]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.8), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for row in dataset["systems"]:
+            if row["status"] != "ok":
+                continue
+            curve = sorted(row["curve"], key=lambda p: p["recall_at_10"])
+            style = {"linewidth": 2.5} if row["system"].startswith("tessera") else {"linewidth": 1.2}
+            ax.plot(
+                [p["recall_at_10"] for p in curve],
+                [p["qps"] for p in curve],
+                marker="o",
+                markersize=3,
+                label=row["system"],
+                **style,
+            )
+        ax.axvline(RECALL_BAR, color="grey", linestyle=":", linewidth=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("recall@10")
+        ax.set_ylabel("queries/s (1 client, 1 query per call)")
+        ax.set_title(f"{dataset['dataset']}: {dataset['n']:,} x {dataset['dim']}-d")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.peers",
+        description="Tessera (in-process and over gRPC) against raw FAISS, hnswlib, Milvus Lite, Chroma, "
+        "Qdrant local and LanceDB on the same vectors: ingest, build, RSS, disk, recall@10 vs QPS, latency.",
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=list(DATASETS),
+        help=f"any of {', '.join(DATASETS)}, or synthetic-<N>k (default: all three)",
+    )
+    parser.add_argument(
+        "--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS), help="systems to run (default: all)"
+    )
+    parser.add_argument("--queries", type=int, default=N_QUERIES, help="held-out queries per dataset")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds one system may take on one dataset")
+    parser.add_argument(
+        "--point-seconds",
+        type=float,
+        default=POINT_SECONDS,
+        help="a curve point stops after this many seconds even if queries are left",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"{SMOKE_DATASET}, 200 queries, short points: checks every system runs (< 2 min)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: benchmarks/results/peers.json)")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: next to the JSON)")
+    parser.add_argument("--merge", action="store_true", help="keep the other datasets already in --out")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        run_worker(args.worker, args.data_dir, args.data_dir / f"{args.worker}.json", args.point_seconds)
+        return 0
+    if args.smoke:
+        args.datasets, args.queries, args.point_seconds = [SMOKE_DATASET], min(args.queries, 200), 1.0
+        args.timeout = min(args.timeout, 60)
+    out = args.out or RESULTS / ("peers_smoke.json" if args.smoke else "peers.json")
+    earlier = json.loads(out.read_text())["datasets"] if args.merge and out.exists() else []
+    results: dict[str, Any] = {
+        "benchmark": "peers",
+        "machine": machine(),
+        "k": K,
+        "recall_bar": RECALL_BAR,
+        "clients_concurrent": CLIENTS,
+        "qps_is": "one query per call; curve and qps_at_recall_95 with 1 client, qps_8c with 8 client threads",
+        "qps_at_recall_95_is": "the highest QPS among a system's curve points with recall_at_10 >= 0.95",
+        "peak_rss_mb_is": "peak RSS of the system's whole process tree (data, index and any server process)",
+        "datasets": [d for d in earlier if d["dataset"] not in args.datasets],
+    }
+    for name in args.datasets:
+        results["datasets"].append(run_dataset(name, args.systems, args.queries, args.timeout, args.point_seconds))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")  # partial results survive a later failure
+    order = {name: i for i, name in enumerate([*DATASETS, SMOKE_DATASET])}
+    results["datasets"].sort(key=lambda d: order.get(d["dataset"], len(order)))
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, args.plot or out.with_suffix(".png"))
+    print(f"wrote {out} and {(args.plot or out.with_suffix('.png'))}")
+    for dataset in results["datasets"]:
+        print(dataset["dataset"], json.dumps(dataset["summary"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
