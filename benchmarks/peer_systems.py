@@ -333,7 +333,7 @@ class Chroma(PeerSystem):
             "M": M,
             "ef_construction": EF_CONSTRUCTION,
             "api": "PersistentClient; collection.add; collection.query(include=['distances'])",
-            "knob_via": "collection.modify(configuration={'hnsw': {'ef_search': ef}})",
+            "knob_via": "collection.modify(configuration={'hnsw': {'ef_search': ef}}), then the client reopened",
             "durable": True,
         }
 
@@ -345,9 +345,8 @@ class Chroma(PeerSystem):
     def ingest(self, vectors: np.ndarray) -> None:
         import chromadb
 
-        self.client = chromadb.PersistentClient(
-            path=str(self.root), settings=chromadb.Settings(anonymized_telemetry=False)
-        )
+        self.settings = chromadb.Settings(anonymized_telemetry=False)
+        self.client = chromadb.PersistentClient(path=str(self.root), settings=self.settings)
         self.collection = self.client.create_collection(
             "bench",
             embedding_function=None,
@@ -358,8 +357,19 @@ class Chroma(PeerSystem):
             self.collection.add(ids=[str(i) for i in range(start, stop)], embeddings=vectors[start:stop])
 
     def set_knob(self, value: int) -> None:
+        import chromadb
+        from chromadb.api.client import SharedSystemClient
+
         self.value = value
         self.collection.modify(configuration={"hnsw": {"ef_search": value}})
+        # A loaded collection keeps searching with the ef_search it was opened with (chromadb 1.5);
+        # reopening the client is how a new value reaches the index.
+        SharedSystemClient.clear_system_cache()
+        self.client = chromadb.PersistentClient(path=str(self.root), settings=self.settings)
+        self.collection = self.client.get_collection("bench")
+        configured = self.collection.configuration_json["hnsw"]["ef_search"]
+        if configured != value:
+            raise RuntimeError(f"Chroma kept ef_search={configured} after asking for {value}")
 
     def search(self, query: np.ndarray, k: int) -> np.ndarray:
         found = self.collection.query(query_embeddings=query[None, :], n_results=k, include=["distances"])

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,21 @@ K = 10
 RECALL_BAR = 0.95
 N_QUERIES = 1000
 CLIENTS = 8
+PASSES = 3
 POINT_SECONDS = 15.0  # one curve point stops early after this long (exact scans of 1M vectors)
 DATASETS = ("synthetic-100k", "synthetic-1m", "minilm-100k")
 SMOKE_DATASET = "synthetic-10k"
+
+
+@dataclass(frozen=True)
+class Settings:
+    queries: int = N_QUERIES  # held-out queries per dataset
+    timeout_s: float = 3600.0  # one system on one dataset
+    point_seconds: float = POINT_SECONDS  # a curve point stops early after this long
+    knob_step: int = 1  # every knob value (1) or every other (2, the smoke run)
+
+
+SMOKE = Settings(queries=100, timeout_s=60.0, point_seconds=0.5, knob_step=2)
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -91,26 +104,38 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def sweep_point(system: Any, xq: np.ndarray, truth: np.ndarray, max_seconds: float) -> dict[str, Any]:
-    """One client, one query per call, in order, until every query ran or `max_seconds` passed."""
+    """One client, one query per call, in order; the fastest of up to PASSES passes over the queries.
+
+    A pass stops early once `max_seconds` have gone (exact scans of a million vectors); a
+    2-core VM shared with other work swings by tens of percent, hence the best pass.
+    """
     system.search(xq[0], K)  # warm-up
-    found, latencies = [], []
-    start = time.perf_counter()
-    for q in xq:
-        t0 = time.perf_counter()
-        found.append(system.search(q, K))
-        latencies.append(time.perf_counter() - t0)
-        if t0 - start > max_seconds and len(found) >= 20:
+    best: dict[str, Any] | None = None
+    spent = 0.0
+    for _ in range(PASSES):
+        found, latencies = [], []
+        start = time.perf_counter()
+        for q in xq:
+            t0 = time.perf_counter()
+            found.append(system.search(q, K))
+            latencies.append(time.perf_counter() - t0)
+            if t0 - start > max_seconds and len(found) >= 20:
+                break
+        elapsed = time.perf_counter() - start
+        spent += elapsed
+        if best is None or len(found) / elapsed > best["qps"]:
+            lat = np.array(latencies)
+            best = {
+                "knob_value": system.value,
+                "recall_at_10": recall_at_k(np.array(found), truth[: len(found)]),
+                "qps": len(found) / elapsed,
+                "p50_ms": float(np.percentile(lat, 50) * 1e3),
+                "p99_ms": float(np.percentile(lat, 99) * 1e3),
+                "queries": len(found),
+            }
+        if spent > max_seconds:
             break
-    elapsed = time.perf_counter() - start
-    lat = np.array(latencies)
-    return {
-        "knob_value": system.value,
-        "recall_at_10": recall_at_k(np.array(found), truth[: len(found)]),
-        "qps": len(found) / elapsed,
-        "p50_ms": float(np.percentile(lat, 50) * 1e3),
-        "p99_ms": float(np.percentile(lat, 99) * 1e3),
-        "queries": len(found),
-    }
+    return best
 
 
 def concurrent_point(system: Any, xq: np.ndarray, clients: int, max_seconds: float) -> dict[str, Any]:
@@ -148,7 +173,7 @@ def operating_point(curve: list[dict[str, Any]]) -> dict[str, Any]:
     return max(good, key=lambda p: p["qps"]) if good else max(curve, key=lambda p: p["recall_at_10"])
 
 
-def run_worker(system_name: str, data_dir: Path, out: Path, point_seconds: float) -> None:
+def run_worker(system_name: str, data_dir: Path, out: Path, point_seconds: float, knob_step: int = 1) -> None:
     xb = np.load(data_dir / "xb.npy")
     xq = np.load(data_dir / "xq.npy")
     truth = np.load(data_dir / "truth.npy")
@@ -165,7 +190,7 @@ def run_worker(system_name: str, data_dir: Path, out: Path, point_seconds: float
         row["ingest_vectors_per_s"] = len(xb) / row["ingest_s"]
         _single_threaded_faiss()  # one query per call: FAISS's own threads would only contend
         curve = []
-        for value in system.knob_values:
+        for value in system.knob_values[::knob_step]:
             system.set_knob(value)
             curve.append(sweep_point(system, xq, truth, point_seconds))
         best = operating_point(curve)
@@ -195,7 +220,7 @@ def _single_threaded_faiss() -> None:
         sys.modules["faiss"].omp_set_num_threads(1)
 
 
-def measure(system: str, data_dir: Path, timeout_s: float, point_seconds: float) -> dict[str, Any]:
+def measure(system: str, data_dir: Path, settings: Settings) -> dict[str, Any]:
     """Run one system's worker; its peak RSS is polled from here, over its whole process tree."""
     out = data_dir / f"{system}.json"
     out.unlink(missing_ok=True)
@@ -208,7 +233,9 @@ def measure(system: str, data_dir: Path, timeout_s: float, point_seconds: float)
         "--data-dir",
         str(data_dir),
         "--point-seconds",
-        str(point_seconds),
+        str(settings.point_seconds),
+        "--knob-step",
+        str(settings.knob_step),
     ]
     started = time.perf_counter()
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -221,12 +248,12 @@ def measure(system: str, data_dir: Path, timeout_s: float, point_seconds: float)
             peak = max(peak, tree_rss_mb(watched))
         except psutil.Error:
             pass
-        if time.perf_counter() - started > timeout_s:
+        if time.perf_counter() - started > settings.timeout_s:
             for child in watched.children(recursive=True):
                 child.kill()
             proc.kill()
             proc.wait()
-            return {"system": system, "status": "error", "error": f"did not finish within {timeout_s:.0f} s"}
+            return {"system": system, "status": "error", "error": f"did not finish within {settings.timeout_s:.0f} s"}
         time.sleep(0.05)
     reader.join(timeout=10)
     wall = time.perf_counter() - started
@@ -264,10 +291,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run_dataset(
-    name: str, systems: list[str], n_queries: int, timeout_s: float, point_seconds: float
-) -> dict[str, Any]:
-    xb, xq, what = load_dataset(name, n_queries)
+def run_dataset(name: str, systems: list[str], settings: Settings) -> dict[str, Any]:
+    xb, xq, what = load_dataset(name, settings.queries)
     with tempfile.TemporaryDirectory(prefix="tessera-peers-") as tmp:
         data_dir = Path(tmp)
         np.save(data_dir / "xb.npy", xb)
@@ -276,7 +301,7 @@ def run_dataset(
         rows = []
         for system in (bar := tqdm(systems, desc=name, unit="system")):
             bar.set_postfix_str(system)
-            row = measure(system, data_dir, timeout_s, point_seconds)
+            row = measure(system, data_dir, settings)
             rows.append(row)
             shown = row.get("qps_at_recall_95") or row.get("error", "")[:60]
             tqdm.write(f"  {name} {system}: {row['status']} {shown}")
@@ -360,21 +385,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help=f"{SMOKE_DATASET}, 200 queries, short points: checks every system runs (< 2 min)",
+        help=f"{SMOKE_DATASET}, {SMOKE.queries} queries, every other knob value, short points: "
+        "checks every system runs (< 2 min)",
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: benchmarks/results/peers.json)")
     parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: next to the JSON)")
     parser.add_argument("--merge", action="store_true", help="keep the other datasets already in --out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--knob-step", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        run_worker(args.worker, args.data_dir, args.data_dir / f"{args.worker}.json", args.point_seconds)
+        out = args.data_dir / f"{args.worker}.json"
+        run_worker(args.worker, args.data_dir, out, args.point_seconds, args.knob_step)
         return 0
     if args.smoke:
-        args.datasets, args.queries, args.point_seconds = [SMOKE_DATASET], min(args.queries, 200), 1.0
-        args.timeout = min(args.timeout, 60)
+        args.datasets, settings = [SMOKE_DATASET], SMOKE
+    else:
+        settings = Settings(queries=args.queries, timeout_s=args.timeout, point_seconds=args.point_seconds)
     out = args.out or RESULTS / ("peers_smoke.json" if args.smoke else "peers.json")
     earlier = json.loads(out.read_text())["datasets"] if args.merge and out.exists() else []
     results: dict[str, Any] = {
@@ -389,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         "datasets": [d for d in earlier if d["dataset"] not in args.datasets],
     }
     for name in args.datasets:
-        results["datasets"].append(run_dataset(name, args.systems, args.queries, args.timeout, args.point_seconds))
+        results["datasets"].append(run_dataset(name, args.systems, settings))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")  # partial results survive a later failure
     order = {name: i for i, name in enumerate([*DATASETS, SMOKE_DATASET])}

@@ -60,7 +60,7 @@ class CorpusError(RuntimeError):
     """A corpus-level failure a caller can act on (read-only, wrong format)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Hit:
     id: str
     score: float  # exact cosine between the query and the item
@@ -461,15 +461,14 @@ class Corpus:
         out: list[list[Hit]] = []
         with self._rw.read():
             for row_scores, row_slots in zip(scores, slots, strict=True):
-                keep = row_slots >= 0
-                found = row_slots[keep]
+                if row_slots.min(initial=0) < 0:  # fewer than k found: -1 pads the row
+                    keep = row_slots >= 0
+                    row_slots, row_scores = row_slots[keep], row_scores[keep]
+                found = row_slots
                 if not with_payload:
-                    out.append(
-                        [
-                            Hit(id=i, score=float(s))
-                            for i, s in zip(self.store.ids(found), row_scores[keep], strict=True)
-                        ]
-                    )
+                    # The one-query service path: plain lists, no Arrow, no per-hit numpy scalars.
+                    ids, values = self.store.ids(found), row_scores.tolist()
+                    out.append([Hit(i, s) for i, s in zip(ids, values, strict=True)])
                     continue
                 rows = self.store.rows(found) if len(found) else []
                 out.append(
@@ -481,7 +480,7 @@ class Corpus:
                             text=row.get("text"),
                             uri=row.get("uri"),
                         )
-                        for row, score in zip(rows, row_scores[keep], strict=True)
+                        for row, score in zip(rows, row_scores, strict=True)
                     ]
                 )
         return out

@@ -13,7 +13,7 @@ GRAM, candidates from a mean-vector search re-ranked by exact Gramian volume.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -185,7 +185,7 @@ class Router:
         items = np.stack([item.vector for item in corpus.get([h.id for h in candidates])])
         volumes = gram_volume(_stack_with(_unit_parts(query.parts), items))
         order = np.argsort(volumes, kind="stable")[: query.top_k]
-        return [Hit(**{**candidates[i].__dict__, "score": float(1.0 - volumes[i])}) for i in order]
+        return [replace(candidates[i], score=float(1.0 - volumes[i])) for i in order]
 
     def _stats(
         self, query: Query, corpus: Corpus, vector: np.ndarray, similarity: str, lead: str, corpora: list[Corpus]
