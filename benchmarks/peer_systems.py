@@ -38,9 +38,10 @@ class PeerSystem:
     knob_values: Sequence[int] = EF_VALUES
     thread_safe = True  # may 8 client threads call `search` at once?
 
-    def __init__(self, root: Path, dim: int) -> None:
+    def __init__(self, root: Path, dim: int, ef_construction: int = EF_CONSTRUCTION) -> None:
         self.root = root
         self.dim = dim
+        self.ef_construction = ef_construction
         self.value: int = self.knob_values[0]
 
     def config(self) -> dict[str, Any]:
@@ -86,7 +87,7 @@ class TesseraInProcess(PeerSystem):
         return {
             "index": "FAISS HNSW32 in a Tessera corpus",
             "M": M,
-            "ef_construction": EF_CONSTRUCTION,
+            "ef_construction": self.ef_construction,
             "api": "Corpus.upsert / Corpus.search (ids and exact cosines, no payload)",
             "durable": True,
         }
@@ -106,7 +107,7 @@ class TesseraInProcess(PeerSystem):
             space=f"vectors:{self.dim}",
             modality="vector",
             dim=self.dim,
-            index={"factory": f"HNSW{M}", "ef_construction": EF_CONSTRUCTION, "use_gpu": False},
+            index={"factory": f"HNSW{M}", "ef_construction": self.ef_construction, "use_gpu": False},
         )
         for start, stop in _batches(len(vectors)):
             self.corpus.upsert([Item(id=str(i), vector=vectors[i]) for i in range(start, stop)])
@@ -135,7 +136,7 @@ class TesseraGrpc(PeerSystem):
         return {
             "index": "FAISS HNSW32 in a Tessera corpus",
             "M": M,
-            "ef_construction": EF_CONSTRUCTION,
+            "ef_construction": self.ef_construction,
             "api": "`tessera serve` subprocess on 127.0.0.1; TesseraClient.upsert (stream) and .search",
             "durable": True,
         }
@@ -161,7 +162,7 @@ class TesseraGrpc(PeerSystem):
         self.client = TesseraClient(line.split(" on ")[1].split(" ")[0], timeout=600)
         self.space = f"vectors:{self.dim}"
         self.client.create_corpus(
-            "bench", space=self.space, modality="vector", factory=f"HNSW{M}", ef_construction=EF_CONSTRUCTION
+            "bench", space=self.space, modality="vector", factory=f"HNSW{M}", ef_construction=self.ef_construction
         )
         self.client.upsert(
             "bench", ({"id": str(i), "vector": vectors[i]} for i in range(len(vectors))), batch_size=1000
@@ -196,7 +197,7 @@ class RawFaiss(PeerSystem):
         return {
             "index": "IndexHNSWFlat (HNSW32), inner product",
             "M": M,
-            "ef_construction": EF_CONSTRUCTION,
+            "ef_construction": self.ef_construction,
             "api": "index.search(q, k, params=SearchParametersHNSW(efSearch))",
             "durable": False,
         }
@@ -210,7 +211,7 @@ class RawFaiss(PeerSystem):
         import faiss
 
         self.index = faiss.IndexHNSWFlat(self.dim, M, faiss.METRIC_INNER_PRODUCT)
-        self.index.hnsw.efConstruction = EF_CONSTRUCTION
+        self.index.hnsw.efConstruction = self.ef_construction
         for start, stop in _batches(len(vectors), 50_000):
             self.index.add(vectors[start:stop])
 
@@ -238,7 +239,7 @@ class Hnswlib(PeerSystem):
         return {
             "index": "hnswlib Index(space='ip')",
             "M": M,
-            "ef_construction": EF_CONSTRUCTION,
+            "ef_construction": self.ef_construction,
             "api": "knn_query(q, k) after set_ef(ef)",
             "durable": False,
         }
@@ -252,7 +253,7 @@ class Hnswlib(PeerSystem):
         import hnswlib
 
         self.index = hnswlib.Index(space="ip", dim=self.dim)
-        self.index.init_index(max_elements=len(vectors), M=M, ef_construction=EF_CONSTRUCTION, random_seed=0)
+        self.index.init_index(max_elements=len(vectors), M=M, ef_construction=self.ef_construction, random_seed=0)
         for start, stop in _batches(len(vectors), 50_000):
             self.index.add_items(vectors[start:stop], np.arange(start, stop))
 
@@ -277,7 +278,7 @@ class MilvusLite(PeerSystem):
         return {
             "index": "HNSW, metric IP",
             "M": M,
-            "ef_construction": EF_CONSTRUCTION,
+            "ef_construction": self.ef_construction,
             "api": "MilvusClient(local .db file): insert, flush, create_index, load; search(params ef)",
             "durable": True,
         }
@@ -303,7 +304,10 @@ class MilvusLite(PeerSystem):
         self.client.flush("bench")
         params = self.client.prepare_index_params()
         params.add_index(
-            field_name="vector", index_type="HNSW", metric_type="IP", params={"M": M, "efConstruction": EF_CONSTRUCTION}
+            field_name="vector",
+            index_type="HNSW",
+            metric_type="IP",
+            params={"M": M, "efConstruction": self.ef_construction},
         )
         self.client.create_index("bench", params)
         self.client.load_collection("bench")
@@ -331,7 +335,7 @@ class Chroma(PeerSystem):
         return {
             "index": "Chroma's HNSW (hnswlib), space 'ip'",
             "M": M,
-            "ef_construction": EF_CONSTRUCTION,
+            "ef_construction": self.ef_construction,
             "api": "PersistentClient; collection.add; collection.query(include=['distances'])",
             "knob_via": "collection.modify(configuration={'hnsw': {'ef_search': ef}}), then the client reopened",
             "durable": True,
@@ -350,7 +354,7 @@ class Chroma(PeerSystem):
         self.collection = self.client.create_collection(
             "bench",
             embedding_function=None,
-            configuration={"hnsw": {"space": "ip", "max_neighbors": M, "ef_construction": EF_CONSTRUCTION}},
+            configuration={"hnsw": {"space": "ip", "max_neighbors": M, "ef_construction": self.ef_construction}},
         )
         batch = min(INSERT_BATCH, self.client.get_max_batch_size())
         for start, stop in _batches(len(vectors), batch):
@@ -418,7 +422,7 @@ class LanceDB(PeerSystem):
         return {
             "index": "IVF_HNSW_FLAT (one HNSW per IVF partition, float vectors), metric dot",
             "m": M,
-            "ef_construction": EF_CONSTRUCTION,
+            "ef_construction": self.ef_construction,
             "num_partitions": self.partitions,
             "nprobes": self.partitions,
             "api": "table.search(q).distance_type('dot').ef(ef).nprobes(p).limit(k)",
@@ -454,7 +458,7 @@ class LanceDB(PeerSystem):
             index_type="IVF_HNSW_FLAT",
             num_partitions=self.partitions,
             m=M,
-            ef_construction=EF_CONSTRUCTION,
+            ef_construction=self.ef_construction,
         )
 
     def search(self, query: np.ndarray, k: int) -> np.ndarray:

@@ -36,7 +36,7 @@ import numpy as np
 import psutil
 from tqdm.auto import tqdm
 
-from benchmarks.peer_systems import SYSTEMS, disk_mb
+from benchmarks.peer_systems import EF_CONSTRUCTION, SYSTEMS, M, disk_mb
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -56,6 +56,7 @@ class Settings:
     timeout_s: float = 3600.0  # one system on one dataset
     point_seconds: float = POINT_SECONDS  # a curve point stops early after this long
     knob_step: int = 1  # every knob value (1) or every other (2, the smoke run)
+    ef_construction: int = EF_CONSTRUCTION  # every HNSW's build beam
 
 
 SMOKE = Settings(queries=100, timeout_s=60.0, point_seconds=0.5, knob_step=2)
@@ -173,12 +174,12 @@ def operating_point(curve: list[dict[str, Any]]) -> dict[str, Any]:
     return max(good, key=lambda p: p["qps"]) if good else max(curve, key=lambda p: p["recall_at_10"])
 
 
-def run_worker(system_name: str, data_dir: Path, out: Path, point_seconds: float, knob_step: int = 1) -> None:
+def run_worker(system_name: str, data_dir: Path, out: Path, settings: Settings) -> None:
     xb = np.load(data_dir / "xb.npy")
     xq = np.load(data_dir / "xq.npy")
     truth = np.load(data_dir / "truth.npy")
     root = Path(tempfile.mkdtemp(prefix=f"peers-{system_name}-", dir=data_dir))
-    system = SYSTEMS[system_name](root, xb.shape[1])
+    system = SYSTEMS[system_name](root, xb.shape[1], settings.ef_construction)
     me = psutil.Process()
     row: dict[str, Any] = {"baseline_rss_mb": tree_rss_mb(me)}
     try:
@@ -190,9 +191,9 @@ def run_worker(system_name: str, data_dir: Path, out: Path, point_seconds: float
         row["ingest_vectors_per_s"] = len(xb) / row["ingest_s"]
         _single_threaded_faiss()  # one query per call: FAISS's own threads would only contend
         curve = []
-        for value in system.knob_values[::knob_step]:
+        for value in system.knob_values[:: settings.knob_step]:
             system.set_knob(value)
-            curve.append(sweep_point(system, xq, truth, point_seconds))
+            curve.append(sweep_point(system, xq, truth, settings.point_seconds))
         best = operating_point(curve)
         system.set_knob(best["knob_value"])
         row.update(
@@ -206,7 +207,7 @@ def run_worker(system_name: str, data_dir: Path, out: Path, point_seconds: float
             p99_ms_1c=best["p99_ms"],
         )
         if system.thread_safe:
-            many = concurrent_point(system, xq, CLIENTS, point_seconds)
+            many = concurrent_point(system, xq, CLIENTS, settings.point_seconds)
             row.update(qps_8c=many["qps"], p50_ms_8c=many["p50_ms"], p99_ms_8c=many["p99_ms"])
         row["disk_mb"] = disk_mb(system.persist())
         row.update(config=system.config(), version=system.version())
@@ -236,6 +237,8 @@ def measure(system: str, data_dir: Path, settings: Settings) -> dict[str, Any]:
         str(settings.point_seconds),
         "--knob-step",
         str(settings.knob_step),
+        "--ef-construction",
+        str(settings.ef_construction),
     ]
     started = time.perf_counter()
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -311,6 +314,8 @@ def run_dataset(name: str, systems: list[str], settings: Settings) -> dict[str, 
         "n": len(xb),
         "dim": xb.shape[1],
         "queries": len(xq),
+        "hnsw_m": M,
+        "hnsw_ef_construction": settings.ef_construction,
         "systems": rows,
         "summary": summarise(rows),
     }
@@ -394,16 +399,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--knob-step", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--ef-construction",
+        type=int,
+        default=EF_CONSTRUCTION,
+        help=f"build beam of every HNSW graph (default {EF_CONSTRUCTION}; the 1M run used 40 to fit 2 cores)",
+    )
     args = parser.parse_args(argv)
 
     if args.worker:
         out = args.data_dir / f"{args.worker}.json"
-        run_worker(args.worker, args.data_dir, out, args.point_seconds, args.knob_step)
+        worker = Settings(
+            point_seconds=args.point_seconds, knob_step=args.knob_step, ef_construction=args.ef_construction
+        )
+        run_worker(args.worker, args.data_dir, out, worker)
         return 0
     if args.smoke:
         args.datasets, settings = [SMOKE_DATASET], SMOKE
     else:
-        settings = Settings(queries=args.queries, timeout_s=args.timeout, point_seconds=args.point_seconds)
+        settings = Settings(
+            queries=args.queries,
+            timeout_s=args.timeout,
+            point_seconds=args.point_seconds,
+            ef_construction=args.ef_construction,
+        )
     out = args.out or RESULTS / ("peers_smoke.json" if args.smoke else "peers.json")
     earlier = json.loads(out.read_text())["datasets"] if args.merge and out.exists() else []
     results: dict[str, Any] = {
