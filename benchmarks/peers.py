@@ -314,6 +314,8 @@ def run_dataset(name: str, systems: list[str], settings: Settings) -> dict[str, 
         "n": len(xb),
         "dim": xb.shape[1],
         "queries": len(xq),
+        "commit": git_commit(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "hnsw_m": M,
         "hnsw_ef_construction": settings.ef_construction,
         "systems": rows,
@@ -353,6 +355,49 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The README's tables, from a results file: one per dataset, then the comparisons."""
+    lines = []
+    for dataset in results["datasets"]:
+        lines += [
+            f"**{dataset['dataset']}**: {dataset['n']:,} vectors, {dataset['queries']:,} held-out queries; "
+            f"HNSW M={dataset['hnsw_m']}, efConstruction={dataset['hnsw_ef_construction']}; "
+            f"commit {dataset.get('commit', '?')}, {dataset.get('measured_at', '?')}.",
+            "",
+            "| system | ingest vec/s | searchable after s | peak RSS MB | disk MB | knob at op. point | recall@10 "
+            "| QPS at recall ≥ 0.95 | p50 / p99 ms, 1 client | QPS, 8 clients | p50 / p99 ms, 8 clients |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in dataset["systems"]:
+            if row["status"] != "ok":
+                lines.append(f"| {row['system']} | failed: `{row['error']}` |" + " |" * 9)
+                continue
+            lines.append(
+                f"| {row['system']} | {_num(row['ingest_vectors_per_s'])} | {_num(row['build_s'], 1)} "
+                f"| {_num(row['peak_rss_mb'])} | {_num(row['disk_mb'])} | {row['knob']}={row['knob_at_op']} "
+                f"| {row['recall_at_10']:.3f} | {_num(row['qps_at_recall_95'])} "
+                f"| {row['p50_ms_1c']:.2f} / {row['p99_ms_1c']:.2f} | {_num(row.get('qps_8c'))} "
+                f"| {_num(row.get('p50_ms_8c'), 2)} / {_num(row.get('p99_ms_8c'), 2)} |"
+            )
+        summary = dataset["summary"]
+        lines += ["", f"Summary: `{json.dumps(summary)}`", ""]
+    return "\n".join(lines)
+
+
+def git_commit() -> str:
+    """The code measured: HEAD, marked "+dirty" when the tree has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True)
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
 
 
 def machine() -> dict[str, Any]:
@@ -396,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: benchmarks/results/peers.json)")
     parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: next to the JSON)")
     parser.add_argument("--merge", action="store_true", help="keep the other datasets already in --out")
+    parser.add_argument(
+        "--report", action="store_true", help="print the Markdown tables of --out (or the default results) and exit"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--knob-step", type=int, default=1, help=argparse.SUPPRESS)
@@ -407,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    if args.report:
+        print(markdown(json.loads((args.out or RESULTS / "peers.json").read_text())))
+        return 0
     if args.worker:
         out = args.data_dir / f"{args.worker}.json"
         worker = Settings(

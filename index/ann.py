@@ -96,6 +96,8 @@ class AnnIndex:
         # FAISS's "no result" label (-1) translate to -1 in the same single indexing step.
         labels = np.zeros(0, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
         self._labels_ext = np.append(labels, -1)
+        # Position == slot (a corpus built in one go, nothing removed): results need no translation.
+        self._identity = bool(np.array_equal(labels, np.arange(len(labels))))
         self.on_gpu = False
         self.gpu_note = ""
         # Resolved once: SWIG downcasts cost more than a whole HNSW query on a small corpus.
@@ -169,7 +171,9 @@ class AnnIndex:
         if self.native_ids:
             self.index.add_with_ids(vectors, slots)
         else:
+            start = len(self._labels)
             self.index.add(vectors)
+            self._identity = self._identity and bool(np.array_equal(slots, np.arange(start, start + len(slots))))
             self._labels_ext = np.concatenate([self._labels, slots, [-1]])
 
     def remove(self, slots: np.ndarray) -> int:
@@ -182,6 +186,7 @@ class AnnIndex:
         doomed = np.isin(self._labels, slots)
         removed = int(self.index.remove_ids(faiss.IDSelectorBatch(np.flatnonzero(doomed).astype(np.int64))))
         self._labels_ext = np.append(self._labels[~doomed], -1)
+        self._identity = bool(np.array_equal(self._labels, np.arange(len(self._labels))))
         return removed
 
     # ---- reads ---------------------------------------------------------------------------
@@ -216,7 +221,7 @@ class AnnIndex:
         # on every call, a measurable share of a one-query HNSW search.
         self.index.search_c(n, faiss.swig_ptr(queries), k, faiss.swig_ptr(scores), faiss.swig_ptr(slots), params)
         del bitmap  # FAISS read it during the call
-        if not self.native_ids:
+        if not (self.native_ids or self._identity):
             slots = self._labels_ext[slots]
         return SearchResult(scores, slots)
 

@@ -28,7 +28,7 @@ import numpy as np
 from .ann import AnnIndex
 from .config import IndexConfig, auto_factory, is_exact
 from .exact import exact_topk
-from .filters import compile_filter
+from .filters import Filter, compile_filter
 from .items import Item, ItemError, metadata_of, payload_table, validate_items
 from .locks import ReadWriteLock
 from .records import Delete, Upsert, decode, encode_delete, encode_upsert
@@ -402,10 +402,11 @@ class Corpus:
         with_payload: bool = True,
     ) -> list[list[Hit]]:
         """Top-k items per query row by cosine. Scores are exact cosines even when an ANN index picked them."""
-        scores, slots = self.search_slots(
-            queries, k, filter=filter, nprobe=nprobe, ef_search=ef_search, exact=exact, normalize=normalize
-        )
-        return self.hits(scores, slots, with_payload=with_payload)
+        queries, compiled = self._prepare_search(queries, k, filter, normalize)
+        # One read lock for both steps: the slots found and the rows they name come from the same store.
+        with self._rw.read():
+            scores, slots = self._search_locked(queries, k, compiled, nprobe, ef_search, exact, None)
+            return self._hits_locked(scores, slots, with_payload)
 
     def search_slots(
         self,
@@ -425,64 +426,77 @@ class Corpus:
         queries pass `normalize=False` to keep the multilinear inner product.
         `rescore` overrides the corpus's setting for this call.
         """
+        queries, compiled = self._prepare_search(queries, k, filter, normalize)
+        with self._rw.read():
+            return self._search_locked(queries, k, compiled, nprobe, ef_search, exact, rescore)
+
+    def _prepare_search(
+        self, queries: np.ndarray, k: int, filter: Mapping[str, Any] | None, normalize: bool
+    ) -> tuple[np.ndarray, Filter | None]:
         queries = self._check_queries(queries, normalize)
         if k.__class__ is not int or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        compiled = compile_filter(filter) if filter else None
-        with self._rw.read():
-            store = self.store
-            allowed: np.ndarray | None = None
-            if compiled is not None:
-                allowed = store.slot_mask(compiled.mask(store.metadata_table()))
-            elif store.n_slots != len(store.slot_of):
-                allowed = store.alive[: store.n_slots]
-            ann = self.ann
-            vectors = store.vectors[: store.n_slots]
-            if (
-                exact
-                or ann is None
-                or (allowed is not None and allowed.sum() <= SELECTIVE_FILTER_SHARE * len(store.slot_of))
-            ):
-                return exact_topk(vectors, queries, k, allowed)
-            ann_allowed = allowed if (compiled is not None or self._ann_dead) else None
-            refine = self.config.refine
-            result = ann.search(
-                queries,
-                k * refine,
-                allowed=ann_allowed,
-                nprobe=nprobe or self.config.nprobe,
-                ef_search=ef_search or self.config.ef_search,
-            )
-            if refine == 1 and (ann.exact_scores or not (self.config.rescore if rescore is None else rescore)):
-                return result.scores, result.slots
-            return _rescore(vectors, queries, result.slots, k)
+        return queries, compile_filter(filter) if filter else None
+
+    def _search_locked(
+        self,
+        queries: np.ndarray,
+        k: int,
+        compiled: Filter | None,
+        nprobe: int | None,
+        ef_search: int | None,
+        exact: bool,
+        rescore: bool | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        store = self.store
+        allowed: np.ndarray | None = None
+        if compiled is not None:
+            allowed = store.slot_mask(compiled.mask(store.metadata_table()))
+        elif store.n_slots != len(store.slot_of):
+            allowed = store.alive[: store.n_slots]
+        ann = self.ann
+        vectors = store.vectors[: store.n_slots]
+        if (
+            exact
+            or ann is None
+            or (allowed is not None and allowed.sum() <= SELECTIVE_FILTER_SHARE * len(store.slot_of))
+        ):
+            return exact_topk(vectors, queries, k, allowed)
+        ann_allowed = allowed if (compiled is not None or self._ann_dead) else None
+        refine = self.config.refine
+        result = ann.search(
+            queries,
+            k * refine,
+            allowed=ann_allowed,
+            nprobe=nprobe or self.config.nprobe,
+            ef_search=ef_search or self.config.ef_search,
+        )
+        if refine == 1 and (ann.exact_scores or not (self.config.rescore if rescore is None else rescore)):
+            return result.scores, result.slots
+        return _rescore(vectors, queries, result.slots, k)
 
     def hits(self, scores: np.ndarray, slots: np.ndarray, *, with_payload: bool = True) -> list[list[Hit]]:
-        out: list[list[Hit]] = []
         with self._rw.read():
-            for row_scores, row_slots in zip(scores, slots, strict=True):
-                if row_slots.min(initial=0) < 0:  # fewer than k found: -1 pads the row
-                    keep = row_slots >= 0
-                    row_slots, row_scores = row_slots[keep], row_scores[keep]
-                found = row_slots
-                if not with_payload:
-                    # The one-query service path: plain lists, no Arrow, no per-hit numpy scalars.
-                    ids, values = self.store.ids(found), row_scores.tolist()
-                    out.append([Hit(i, s) for i, s in zip(ids, values, strict=True)])
-                    continue
-                rows = self.store.rows(found) if len(found) else []
-                out.append(
-                    [
-                        Hit(
-                            id=row["id"],
-                            score=float(score),
-                            metadata=metadata_of(row),
-                            text=row.get("text"),
-                            uri=row.get("uri"),
-                        )
-                        for row, score in zip(rows, row_scores, strict=True)
-                    ]
-                )
+            return self._hits_locked(scores, slots, with_payload)
+
+    def _hits_locked(self, scores: np.ndarray, slots: np.ndarray, with_payload: bool) -> list[list[Hit]]:
+        out: list[list[Hit]] = []
+        store = self.store
+        for row_scores, row_slots in zip(scores, slots, strict=True):
+            if len(row_slots) and row_slots[-1] < 0:  # fewer than k found: -1 pads the tail, as FAISS does
+                keep = row_slots >= 0
+                row_slots, row_scores = row_slots[keep], row_scores[keep]
+            if not with_payload:
+                # The one-query service path: plain lists, no Arrow, no per-hit numpy scalars.
+                out.append([Hit(i, s) for i, s in zip(store.ids(row_slots), row_scores.tolist(), strict=True)])
+                continue
+            rows = store.rows(row_slots) if len(row_slots) else []
+            out.append(
+                [
+                    Hit(id=row["id"], score=score, metadata=metadata_of(row), text=row.get("text"), uri=row.get("uri"))
+                    for row, score in zip(rows, row_scores.tolist(), strict=True)
+                ]
+            )
         return out
 
     def _check_queries(self, queries: np.ndarray, normalize: bool) -> np.ndarray:
