@@ -225,6 +225,20 @@ def _single_threaded_faiss() -> None:
         sys.modules["faiss"].omp_set_num_threads(1)
 
 
+def failure(returncode: int, stderr: str, peak_rss_mb: float) -> str:
+    """The exact error: the exception the worker printed, or the signal that killed it."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    if returncode < 0:
+        total = psutil.virtual_memory().total / 2**20
+        why = f"killed by signal {-returncode}"
+        if -returncode == 9 and peak_rss_mb > 0.8 * total:
+            why += f" at {peak_rss_mb:,.0f} MB RSS of {total:,.0f} MB: the kernel's out-of-memory killer"
+        return why
+    # The exception line of the traceback, not the caret lines around it.
+    errors = [line for line in lines if not set(line) <= set("^~ ")]
+    return errors[-1] if errors else f"exit code {returncode}"
+
+
 def measure(system: str, data_dir: Path, settings: Settings) -> dict[str, Any]:
     """Run one system's worker; its peak RSS is polled from here, over its whole process tree."""
     out = data_dir / f"{system}.json"
@@ -265,8 +279,14 @@ def measure(system: str, data_dir: Path, settings: Settings) -> dict[str, Any]:
     reader.join(timeout=10)
     wall = time.perf_counter() - started
     if proc.returncode != 0 or not out.exists():
-        tail = "".join(stderr_chunks).strip().splitlines()[-6:]
-        return {"system": system, "status": "error", "error": " | ".join(tail) or f"exit code {proc.returncode}"}
+        return {
+            "system": system,
+            "status": "error",
+            "error": failure(proc.returncode, "".join(stderr_chunks), peak),
+            "stderr_tail": "".join(stderr_chunks).strip().splitlines()[-15:],
+            "peak_rss_mb": peak,
+            "wall_s": wall,
+        }
     row = json.loads(out.read_text())
     return {"system": system, "status": "ok", "peak_rss_mb": peak, "wall_s": wall, **row}
 
@@ -380,7 +400,7 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for row in dataset["systems"]:
             if row["status"] != "ok":
-                lines.append(f"| {row['system']} | failed: `{row['error']}` |" + " |" * 9)
+                lines.append(f"| {row['system']} | failed: `{row['error'].replace('|', '/')}` |" + " |" * 9)
                 continue
             lines.append(
                 f"| {row['system']} | {_num(row['ingest_vectors_per_s'])} | {_num(row['build_s'], 1)} "
@@ -457,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         "--ef-construction",
         type=int,
         default=EF_CONSTRUCTION,
-        help=f"build beam of every HNSW graph (default {EF_CONSTRUCTION}; the 1M run used 40 to fit 2 cores)",
+        help=f"build beam of every HNSW graph (default {EF_CONSTRUCTION})",
     )
     args = parser.parse_args(argv)
 
