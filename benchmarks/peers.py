@@ -361,6 +361,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 continue
             curve = sorted(row["curve"], key=lambda p: p["recall_at_10"])
             style = {"linewidth": 2.5} if row["system"].startswith("tessera") else {"linewidth": 1.2}
+            # One colour per system across panels, whichever systems a panel lacks.
+            style["color"] = f"C{list(SYSTEMS).index(row['system']) % 10}" if row["system"] in SYSTEMS else None
             ax.plot(
                 [p["recall_at_10"] for p in curve],
                 [p["qps"] for p in curve],
