@@ -12,8 +12,6 @@ that is not installed, or fails, is reported with its exact error rather than dr
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -489,13 +487,3 @@ def disk_mb(path: Path) -> float:
     if path.is_file():
         return path.stat().st_size / 2**20
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def remove(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

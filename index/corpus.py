@@ -475,10 +475,6 @@ class Corpus:
             return result.scores, result.slots
         return _rescore(vectors, queries, result.slots, k)
 
-    def hits(self, scores: np.ndarray, slots: np.ndarray, *, with_payload: bool = True) -> list[list[Hit]]:
-        with self._rw.read():
-            return self._hits_locked(scores, slots, with_payload)
-
     def _hits_locked(self, scores: np.ndarray, slots: np.ndarray, with_payload: bool) -> list[list[Hit]]:
         out: list[list[Hit]] = []
         store = self.store
