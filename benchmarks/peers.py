@@ -37,6 +37,7 @@ import psutil
 from tqdm.auto import tqdm
 
 from benchmarks.peer_systems import EF_CONSTRUCTION, SYSTEMS, M, disk_mb
+from benchmarks.provenance import git_commit
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -414,16 +415,6 @@ def markdown(results: dict[str, Any]) -> str:
         summary = dataset["summary"]
         lines += ["", f"Summary: `{json.dumps(summary)}`", ""]
     return "\n".join(lines)
-
-
-def git_commit() -> str:
-    """The code measured: HEAD, marked "+dirty" when the tree has uncommitted changes."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True)
-    except OSError:
-        return "unknown"
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
 
 
 def machine() -> dict[str, Any]:
