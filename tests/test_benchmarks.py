@@ -75,6 +75,18 @@ def test_service_bench_small_run_measures_grpc_against_in_process(tmp_path: Path
     embed = data["embed"]
     assert embed["batching_on_mean_batch_size"] > 1  # concurrent calls really were merged
     assert abs(embed["ratio"] - embed["batching_on_qps"] / embed["batching_off_qps"]) < 1e-9
+    assert embed["model_ceiling_ratio"] == embed["model_batch32_items_per_s"] / embed["model_batch1_items_per_s"]
+    assert abs(embed["share_of_ceiling"] - embed["ratio"] / embed["model_ceiling_ratio"]) < 1e-9
+    search_before = data["search"]
+
+    # --skip-search re-measures only the embed part and keeps the search part already in the file.
+    again = subprocess.run(
+        [*cmd, "--skip-search", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stderr
+    merged = json.loads(out.read_text())
+    assert merged["search"] == search_before
+    assert merged["embed"]["measured_at"] >= embed["measured_at"]
 
 
 def test_recorded_service_results_cover_the_documented_runs() -> None:
@@ -83,6 +95,8 @@ def test_recorded_service_results_cover_the_documented_runs() -> None:
     assert [r["concurrency"] for r in data["search"]["rows"]] == [1, 8, 32]
     # Micro-batching must at least pay for itself; the 4x is not met on 2 CPU cores (README).
     assert data["embed"]["concurrent_calls"] == 32 and data["embed"]["ratio"] > 1.0
+    # The recorded server ratio is within reach of what the model itself gains from batching here.
+    assert data["embed"]["share_of_ceiling"] > 0.8
 
 
 def test_alignment_digits_small_run_trains_and_scores_a_fold(tmp_path: Path) -> None:
