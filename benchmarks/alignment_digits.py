@@ -48,7 +48,7 @@ import yaml
 from PIL import Image
 from tqdm.auto import tqdm
 
-import embedder  # noqa: F401  (before transformers: installs the torchvision shim)
+import embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 from embedder.registry import load_space
 from embedder.space_dir import save_space
 from embedder.training import config_from_dict, train

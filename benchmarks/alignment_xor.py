@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-import embedder  # noqa: F401  (installs the torchvision shim before anything else from embedder)
+import embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 from embedder.losses import LogitScale, clip_loss, gram_loss, gram_volume, mip, symile_loss
 
 LOSSES = ("symile", "symile_n_squared", "clip", "gram")

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-import embedder  # noqa: F401  (before transformers: installs the torchvision shim)
+import embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 from index.ann import AnnIndex
 from index.config import IndexConfig
 from index.corpus import Corpus

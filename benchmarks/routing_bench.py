@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-import embedder  # noqa: F401  (before transformers: installs the torchvision shim)
+import embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 from benchmarks.text_corpus import real_sentences
 from embedder.decode import decode_audio
 from embedder.encoders.audio_cnn import LogMel

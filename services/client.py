@@ -25,11 +25,11 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tqdm.auto import tqdm
 
-from embedder import Modality
+from embedder.modality import Modality
 from proto.tessera.v1 import tessera_pb2 as pb
 from proto.tessera.v1 import tessera_pb2_grpc as pb_grpc
 
-from .convert import MODALITY_TO_PB, PB_TO_MODALITY, dict_to_struct, struct_to_dict
+from .wire import MODALITY_TO_PB, PB_TO_MODALITY, dict_to_struct, struct_to_dict, vector_from_pb, vector_to_pb
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 FUSIONS = {"calibrated": pb.FUSION_CALIBRATED, "pair": pb.FUSION_PAIR, "rrf": pb.FUSION_RRF, "raw": pb.FUSION_RAW}
@@ -71,20 +71,10 @@ class SearchResult:
 
 
 # ---- message building, shared by both clients --------------------------------------------
-def vector_message(values: np.ndarray | Sequence[float]) -> pb.Vector:
-    return pb.Vector(packed=np.ascontiguousarray(values, dtype="<f4").tobytes())
-
-
-def vector_of(message: pb.Vector) -> np.ndarray:
-    if message.packed:
-        return np.frombuffer(message.packed, dtype="<f4").astype(np.float32)
-    return np.asarray(message.values, dtype=np.float32)
-
-
 def content_message(modality: Modality | str, value: Any) -> pb.Content:
     modality = Modality.parse(modality)
     if isinstance(value, np.ndarray) or modality is Modality.VECTOR:
-        return pb.Content(modality=pb.MODALITY_VECTOR, vector=vector_message(value))
+        return pb.Content(modality=pb.MODALITY_VECTOR, vector=vector_to_pb(value))
     if isinstance(value, Path):
         value = value.read_bytes()
     if isinstance(value, str):
@@ -138,7 +128,7 @@ def search_result(response: pb.SearchResponse) -> SearchResult:
             metadata=struct_to_dict(h.metadata),
             text=h.text,
             uri=h.uri,
-            vector=vector_of(h.vector) if h.HasField("vector") else None,
+            vector=vector_from_pb(h.vector, "hit.vector") if h.HasField("vector") else None,
         )
         for h in response.hits
     ]
@@ -151,7 +141,7 @@ def item_message(item: dict[str, Any] | Any, modality: str | None) -> pb.Item:
         item = {k: getattr(item, k) for k in ("id", "vector", "text", "data", "uri", "metadata") if hasattr(item, k)}
     message = pb.Item(id=str(item["id"]), uri=item.get("uri") or "")
     if item.get("vector") is not None:
-        message.vector.CopyFrom(vector_message(item["vector"]))
+        message.vector.CopyFrom(vector_to_pb(item["vector"]))
     for key in ("text", "data", "path"):
         if item.get(key) is not None:
             message.content.CopyFrom(content_message(item.get("modality") or modality or "text", item[key]))
@@ -162,7 +152,9 @@ def item_message(item: dict[str, Any] | Any, modality: str | None) -> pb.Item:
 
 
 def embed_vectors(response: pb.EmbedResponse) -> np.ndarray:
-    return np.stack([vector_of(v) for v in response.vectors]) if response.vectors else np.empty((0, response.dim))
+    if not response.vectors:
+        return np.empty((0, response.dim), dtype=np.float32)
+    return np.stack([vector_from_pb(v, f"vectors[{i}]") for i, v in enumerate(response.vectors)])
 
 
 def embed_request(inputs: Sequence[Any], modality: str, space: str) -> pb.EmbedRequest:
@@ -396,7 +388,7 @@ class TesseraClient:
                 "metadata": struct_to_dict(i.metadata),
                 "text": i.text,
                 "uri": i.uri,
-                "vector": vector_of(i.vector) if i.HasField("vector") else None,
+                "vector": vector_from_pb(i.vector, "item.vector") if i.HasField("vector") else None,
             }
             for i in response.items
         ]

@@ -30,19 +30,10 @@ from proto.tessera.v1 import tessera_pb2 as pb
 from proto.tessera.v1 import tessera_pb2_grpc as pb_grpc
 
 from .auth import ApiKeyInterceptor, KeyStore
-from .convert import (
-    FUSION_FROM_PB,
-    MODALITY_TO_PB,
-    content_from_pb,
-    dict_to_struct,
-    hit_to_pb,
-    modality_from_pb,
-    struct_to_dict,
-    vector_from_pb,
-    vector_to_pb,
-)
+from .convert import FUSION_FROM_PB, content_from_pb, hit_to_pb
 from .engine import Engine, LimitError, Limits, NewItem
 from .metrics import Metrics, MetricsInterceptor
+from .wire import MODALITY_TO_PB, dict_to_struct, modality_from_pb, struct_to_dict, vector_from_pb, vector_to_pb
 
 log = logging.getLogger("tessera.server")
 SERVICE = pb.DESCRIPTOR.services_by_name["Tessera"].full_name

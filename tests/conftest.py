@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-# Importing embedder first makes torchvision importable next to CPU torch
+# Importing embedder.encoders first makes torchvision importable next to CPU torch
 # (embedder/_torchvision_compat.py), before any test imports transformers.
-import embedder  # noqa: F401
+import embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TESSERA_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import embedder  # noqa: F401  (installs the torchvision shim before anything else from embedder)
+import embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 from benchmarks.alignment_xor import TrainConfig, main, run_xor
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import symile  # the reference implementation (Saporta et al.), a dev dependency
 import torch
 import torch.nn.functional as F
 
-import embedder  # noqa: F401
+import embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 from embedder.losses import (
     LogitScale,
     alignment_loss,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -16,6 +18,8 @@ from services.client import AsyncTesseraClient, TesseraClient
 from services.engine import Limits
 from services.server import TLSConfig
 from tests.tls_certs import make_cert
+
+REPO = Path(__file__).resolve().parents[1]
 
 SPACE = "minilm-bind-init"  # real MiniLM text plus image/audio/video encoders
 PASSAGES = {
@@ -298,3 +302,22 @@ def test_prometheus_metrics_count_calls_batches_and_corpus_sizes(
     assert samples['tessera_request_seconds_count{method="Embed"}'] >= 1
     assert samples["tessera_embed_batch_size_count"] >= 1 and samples["tessera_embed_batch_size_sum"] >= 1
     assert samples[f'tessera_corpus_items{{corpus="{texts}"}}'] == len(client.get(texts, list(PASSAGES)))
+
+
+def test_the_client_imports_without_torch_or_faiss() -> None:
+    """An application that only calls the service must not pay for the models (about 230 MB of torch)."""
+    probe = (
+        "import sys, services.client, embedder\n"
+        "heavy = sorted(m for m in ('torch', 'faiss', 'pyarrow', 'transformers') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "assert embedder.load_space.__module__ == 'embedder.registry' and 'torch' in sys.modules\n"
+        "assert 'load_space' in dir(embedder)\n"
+        "try:\n"
+        "    embedder.no_such_thing\n"
+        "except AttributeError as exc:\n"
+        "    assert 'no_such_thing' in str(exc)\n"
+        "else:\n"
+        "    raise AssertionError('unknown attribute did not raise')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
