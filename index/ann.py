@@ -43,6 +43,8 @@ def _innermost(index: Any) -> Any:
 
 # Index types whose stored codes are the float vectors themselves: their scores are exact.
 _FLOAT_STORAGE = (faiss.IndexFlat, faiss.IndexHNSWFlat, faiss.IndexIVFFlat)
+# Search parameter objects kept per (nprobe, efSearch); a handful are in use at a time.
+PARAMS_CACHE_SIZE = 64
 
 
 def _params(index: Any, inner: Any, nprobe: int | None, ef_search: int | None, selector: Any) -> Any | None:
@@ -211,6 +213,8 @@ class AnnIndex:
             key = (nprobe, ef_search)
             params = self._params_cache.get(key)
             if params is None and key not in self._params_cache:
+                if len(self._params_cache) >= PARAMS_CACHE_SIZE:
+                    self._params_cache.clear()  # callers sweeping knobs must not grow it without bound
                 params = self._params_cache[key] = _params(self.index, self._inner, nprobe, ef_search, None)
         if queries.dtype != np.float32 or not queries.flags.c_contiguous:
             queries = np.ascontiguousarray(queries, dtype=np.float32)

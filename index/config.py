@@ -10,6 +10,29 @@ AUTO = "auto"
 EXACT = "Flat"
 # Below this many vectors "auto" searches exactly; above it an ANN index pays for itself.
 ANN_THRESHOLD = 100_000
+# Ceilings on what a caller may ask for. HNSW allocates its beam up front (efSearch 10^8 takes
+# 800 MB per query in flight; 2^31 would take 16 GB), so an unchecked value is a way to kill the
+# server. Far below these, recall has nothing left to gain.
+MAX_EF_SEARCH = 32_768
+MAX_EF_CONSTRUCTION = 4_096
+MAX_NPROBE = 65_536
+MAX_REFINE = 64
+CEILINGS = {
+    "nprobe": MAX_NPROBE,
+    "ef_search": MAX_EF_SEARCH,
+    "ef_construction": MAX_EF_CONSTRUCTION,
+    "refine": MAX_REFINE,
+}
+
+
+def check_knob(name: str, value: object) -> None:
+    """A positive integer no larger than its ceiling; None means "the default"."""
+    if value is None:
+        return
+    if value.__class__ is not int or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if value > CEILINGS[name]:
+        raise ValueError(f"{name} is {value}; the most this server accepts is {CEILINGS[name]}")
 
 
 @dataclass(frozen=True)
@@ -45,10 +68,8 @@ class IndexConfig:
     def validate(self) -> None:
         if not isinstance(self.factory, str) or not self.factory.strip():
             raise ValueError("index factory must be a FAISS factory string such as 'Flat' or 'HNSW32', or 'auto'")
-        for name in ("nprobe", "ef_search", "ef_construction", "refine"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in CEILINGS:
+            check_knob(name, getattr(self, name))
         if not isinstance(self.rescore, bool):
             raise ValueError(f"rescore must be true or false, got {self.rescore!r}")
         if not 0 < self.rebuild_tombstone_ratio <= 1:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .ann import AnnIndex
-from .config import IndexConfig, auto_factory, is_exact
+from .config import IndexConfig, auto_factory, check_knob, is_exact
 from .exact import exact_topk
 from .filters import Filter, compile_filter
 from .items import Item, ItemError, metadata_of, payload_table, validate_items
@@ -402,7 +402,7 @@ class Corpus:
         with_payload: bool = True,
     ) -> list[list[Hit]]:
         """Top-k items per query row by cosine. Scores are exact cosines even when an ANN index picked them."""
-        queries, compiled = self._prepare_search(queries, k, filter, normalize)
+        queries, compiled = self._prepare_search(queries, k, filter, normalize, nprobe, ef_search)
         # One read lock for both steps: the slots found and the rows they name come from the same store.
         with self._rw.read():
             scores, slots = self._search_locked(queries, k, compiled, nprobe, ef_search, exact, None)
@@ -426,16 +426,24 @@ class Corpus:
         queries pass `normalize=False` to keep the multilinear inner product.
         `rescore` overrides the corpus's setting for this call.
         """
-        queries, compiled = self._prepare_search(queries, k, filter, normalize)
+        queries, compiled = self._prepare_search(queries, k, filter, normalize, nprobe, ef_search)
         with self._rw.read():
             return self._search_locked(queries, k, compiled, nprobe, ef_search, exact, rescore)
 
     def _prepare_search(
-        self, queries: np.ndarray, k: int, filter: Mapping[str, Any] | None, normalize: bool
+        self,
+        queries: np.ndarray,
+        k: int,
+        filter: Mapping[str, Any] | None,
+        normalize: bool,
+        nprobe: int | None,
+        ef_search: int | None,
     ) -> tuple[np.ndarray, Filter | None]:
         queries = self._check_queries(queries, normalize)
         if k.__class__ is not int or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
+        check_knob("nprobe", nprobe)
+        check_knob("ef_search", ef_search)
         return queries, compile_filter(filter) if filter else None
 
     def _search_locked(

@@ -374,3 +374,25 @@ def test_ef_construction_sets_the_hnsw_build_beam_and_survives_reopening(tmp_pat
     reopened.close()
     with pytest.raises(ValueError, match="ef_construction must be a positive integer"):
         IndexConfig.from_json({"factory": "HNSW16", "ef_construction": 0})
+    with pytest.raises(ValueError, match="ef_construction is 5000; the most this server accepts is 4096"):
+        IndexConfig.from_json({"factory": "HNSW16", "ef_construction": 5000})
+
+
+def test_per_query_knobs_are_bounded_and_sweeping_them_keeps_a_bounded_cache(tmp_path: Path) -> None:
+    config = IndexConfig(factory="HNSW16", use_gpu=False)
+    corpus = Corpus.create(tmp_path / "c", name="c", space="s", modality="vector", dim=8, index=config)
+    vectors = np.random.default_rng(1).standard_normal((300, 8)).astype(np.float32)
+    corpus.upsert([Item(id=str(i), vector=v) for i, v in enumerate(vectors)])
+    corpus.rebuild()
+    for knob, value, message in (
+        ("ef_search", 40_000, "ef_search is 40000; the most this server accepts is 32768"),
+        ("ef_search", 0, "ef_search must be a positive integer"),
+        ("nprobe", 70_000, "nprobe is 70000"),
+        ("ef_search", True, "ef_search must be a positive integer"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            corpus.search(vectors[0], 5, **{knob: value})
+    for ef in range(10, 310):  # a caller sweeping the beam width
+        assert corpus.search(vectors[0], 5, ef_search=ef)[0][0].id == "0"
+    assert len(corpus.ann._params_cache) <= 64
+    corpus.close()

@@ -189,6 +189,19 @@ def test_bad_input_gets_the_right_status_and_the_server_stays_up(client: Tessera
             "",
         ),
         (lambda: client.search("x", space=SPACE, top_k=5000), grpc.StatusCode.RESOURCE_EXHAUSTED, "top_k"),
+        # An HNSW beam is allocated up front: 10^9 would take 8 GB per query, so it is refused.
+        (
+            lambda: client.search("x", space=SPACE, ef_search=10**9),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ef_search is 1000000000; the most this server accepts is 32768",
+        ),
+        (
+            lambda: client.create_corpus(
+                "huge-beam", space=SPACE, modality="text", factory="HNSW16", ef_construction=10**6
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ef_construction is 1000000",
+        ),
     ]
     for call, code, fragment in bad:
         got, details = codes(call)
@@ -196,6 +209,7 @@ def test_bad_input_gets_the_right_status_and_the_server_stays_up(client: Tessera
         assert fragment in details, details
     assert client.health() == "SERVING"
     assert client.describe_corpus(texts)["count"] == 4  # nothing written before was lost
+    assert "huge-beam" not in [c["name"] for c in client.list_corpora()]
     assert client.search("soup", space=SPACE, top_k=1).hits[0].id == "soup"
     client.drop_corpus("images")
 
