@@ -239,8 +239,7 @@ class Corpus:
             if compiled is not None:
                 with self._rw.read():
                     mask = self.store.slot_mask(compiled.mask(self.store.metadata_table()))
-                    rows = self.store.rows(np.flatnonzero(mask))
-                targets = [r["id"] for r in rows]
+                    targets = self.store.ids(np.flatnonzero(mask))
             else:
                 targets = [i for i in dict.fromkeys(ids or []) if i in self.store.slot_of]
             if not targets:
@@ -370,12 +369,16 @@ class Corpus:
     def __len__(self) -> int:
         return self.store.count
 
-    def get(self, ids: Sequence[str], *, with_vectors: bool = True) -> list[Item]:
-        """Items by id, in the order asked; ids not in the corpus are left out."""
+    def get(self, ids: Sequence[str], *, with_vectors: bool = True, with_data: bool = True) -> list[Item]:
+        """Items by id, in the order asked; ids not in the corpus are left out.
+
+        `with_data=False` leaves the stored media bytes out (`data` is None), for callers that
+        want vectors or metadata and would otherwise copy every image or clip they name.
+        """
         with self._rw.read():
             found = [(i, self.store.slot_of[i]) for i in ids if i in self.store.slot_of]
             slots = np.asarray([s for _, s in found], dtype=np.int64)
-            rows = self.store.rows(slots) if len(slots) else []
+            rows = self.store.rows(slots, with_data=with_data) if len(slots) else []
             vectors = self.store.vectors[slots] if with_vectors and len(slots) else None
         return [
             Item(
@@ -494,7 +497,7 @@ class Corpus:
                 # The one-query service path: plain lists, no Arrow, no per-hit numpy scalars.
                 out.append([Hit(i, s) for i, s in zip(store.ids(row_slots), row_scores.tolist(), strict=True)])
                 continue
-            rows = store.rows(row_slots) if len(row_slots) else []
+            rows = store.rows(row_slots, with_data=False) if len(row_slots) else []
             out.append(
                 [
                     Hit(id=row["id"], score=score, metadata=metadata_of(row), text=row.get("text"), uri=row.get("uri"))

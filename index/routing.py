@@ -182,7 +182,7 @@ class Router:
         )[0]
         if not candidates:
             return []
-        items = np.stack([item.vector for item in corpus.get([h.id for h in candidates])])
+        items = np.stack([item.vector for item in corpus.get([h.id for h in candidates], with_data=False)])
         volumes = gram_volume(_stack_with(_unit_parts(query.parts), items))
         order = np.argsort(volumes, kind="stable")[: query.top_k]
         return [replace(candidates[i], score=float(1.0 - volumes[i])) for i in order]

@@ -149,8 +149,13 @@ class ItemStore:
         mask[self.table_slots()[row_mask]] = True
         return mask & self.alive[: self.n_slots]
 
-    def rows(self, slots: np.ndarray) -> list[dict[str, Any]]:
-        return self.table().take(pa.array(self._row_of_slot[slots])).to_pylist()
+    def rows(self, slots: np.ndarray, *, with_data: bool = True) -> list[dict[str, Any]]:
+        """Payload rows as dicts. `with_data=False` leaves out the stored media bytes, which search
+        hits do not carry: taking a 200 KB image per hit made a search 1,000 times slower."""
+        table = self.table()
+        if not with_data and "data" in table.column_names:
+            table = table.drop_columns(["data"])
+        return table.take(pa.array(self._row_of_slot[slots])).to_pylist()
 
     def ids(self, slots: np.ndarray) -> list[str]:
         return self._id_of_slot[slots].tolist()

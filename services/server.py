@@ -218,7 +218,10 @@ class TesseraServicer(pb_grpc.TesseraServicer):
     @unary
     async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetResponse:
         corpus = self.engine.corpus(request.corpus)
-        items = await asyncio.to_thread(corpus.get, list(request.ids), with_vectors=request.include_vectors)
+        # StoredItem has no field for the media bytes, so they are not read.
+        items = await asyncio.to_thread(
+            corpus.get, list(request.ids), with_vectors=request.include_vectors, with_data=False
+        )
         out = []
         for item in items:
             stored = pb.StoredItem(
@@ -261,7 +264,7 @@ class TesseraServicer(pb_grpc.TesseraServicer):
         if request.include_vectors:
             for name in {h.corpus for h in result.hits}:
                 ids = [h.id for h in result.hits if h.corpus == name]
-                found = await asyncio.to_thread(self.engine.corpus(name).get, ids)
+                found = await asyncio.to_thread(self.engine.corpus(name).get, ids, with_data=False)
                 vectors.update({(name, item.id): item.vector for item in found})
         return pb.SearchResponse(
             hits=[hit_to_pb(h, vectors.get((h.corpus, h.id))) for h in result.hits],

@@ -396,3 +396,30 @@ def test_per_query_knobs_are_bounded_and_sweeping_them_keeps_a_bounded_cache(tmp
         assert corpus.search(vectors[0], 5, ef_search=ef)[0][0].id == "0"
     assert len(corpus.ann._params_cache) <= 64
     corpus.close()
+
+
+def test_media_bytes_are_read_only_when_asked_for(tmp_path: Path) -> None:
+    """Hits, ids-only reads and deletes by filter never copy the stored media; `get` does unless told not to."""
+    from tests.conftest import MEDIA
+
+    clips = {p.name: p.read_bytes() for p in sorted(MEDIA.glob("*.mp4"))}
+    assert len(clips) >= 3, f"expected the real clips in {MEDIA}"
+    config = IndexConfig(factory="HNSW16", use_gpu=False)
+    corpus = Corpus.create(tmp_path / "c", name="c", space="s", modality="video", dim=DIM, index=config)
+    vectors = unit_rows(len(clips) * 20, seed=21)
+    names = list(clips)
+    corpus.upsert(
+        [
+            Item(id=f"v{i}", vector=v, data=clips[names[i % len(names)]], metadata={"clip": names[i % len(names)]})
+            for i, v in enumerate(vectors)
+        ]
+    )
+    corpus.rebuild()
+    (hits,) = corpus.search(vectors[0], 5)
+    assert hits[0].id == "v0" and hits[0].metadata == {"clip": names[0]}
+    full, light = corpus.get(["v1"]), corpus.get(["v1"], with_data=False)
+    assert full[0].data == clips[names[1]] and light[0].data is None
+    assert light[0].metadata == full[0].metadata and np.array_equal(light[0].vector, full[0].vector)
+    assert corpus.delete(filter={"clip": {"eq": names[0]}}).count == 20
+    assert len(corpus) == len(vectors) - 20 and not corpus.get(["v0"])
+    corpus.close()
