@@ -16,6 +16,10 @@ import pyarrow as pa
 from .items import META_PREFIX, ItemError
 
 MAX_CHUNKS = 64
+# Payload chunks merge like a binary counter (one absorbs the next while it is no larger), up to
+# this many rows: a search's hits then touch a few chunks, and a row is copied O(log n) times
+# over its life instead of once per search.
+MERGE_ROWS = 65_536
 
 
 class ItemStore:
@@ -33,6 +37,7 @@ class ItemStore:
         self._table: pa.Table | None = None
         self._table_slots: np.ndarray | None = None
         self._meta: pa.Table | None = None
+        self._chunk_starts: np.ndarray | None = None
 
     # ---- size ----------------------------------------------------------------------------
     @property
@@ -98,8 +103,10 @@ class ItemStore:
         self.alive[start : start + n] = True
         first_row = self._row_count()
         self._row_of_slot[start : start + n] = np.arange(first_row, first_row + n)
-        self._chunks.append(payload)
+        # Contiguous columns: Arrow's take on a chunked column concatenates it first (rows()).
+        self._chunks.append(payload.combine_chunks())
         self._chunk_slots.append(slots)
+        self._merge_tail()
         self.n_slots += n
         self._invalidate()
         return slots, np.asarray(retired, dtype=np.int64)
@@ -111,8 +118,17 @@ class ItemStore:
         self.alive[out] = False
         return out
 
+    def _merge_tail(self) -> None:
+        while len(self._chunks) >= 2:
+            before, last = self._chunks[-2], self._chunks[-1]
+            if before.num_rows > last.num_rows or before.num_rows + last.num_rows > MERGE_ROWS:
+                return
+            merged = pa.concat_tables([before, last], promote_options="permissive").combine_chunks()
+            self._chunks[-2:] = [merged]
+            self._chunk_slots[-2:] = [np.concatenate(self._chunk_slots[-2:])]
+
     def _invalidate(self) -> None:
-        self._table = self._table_slots = self._meta = None
+        self._table = self._table_slots = self._meta = self._chunk_starts = None
         if len(self._chunks) > MAX_CHUNKS:
             self._chunks = [self.table().combine_chunks()]
             self._chunk_slots = [self.table_slots()]
@@ -150,12 +166,28 @@ class ItemStore:
         return mask & self.alive[: self.n_slots]
 
     def rows(self, slots: np.ndarray, *, with_data: bool = True) -> list[dict[str, Any]]:
-        """Payload rows as dicts. `with_data=False` leaves out the stored media bytes, which search
-        hits do not carry: taking a 200 KB image per hit made a search 1,000 times slower."""
-        table = self.table()
-        if not with_data and "data" in table.column_names:
-            table = table.drop_columns(["data"])
-        return table.take(pa.array(self._row_of_slot[slots])).to_pylist()
+        """Payload rows as dicts, taken chunk by chunk.
+
+        Arrow's `Table.take` on a multi-chunk table concatenates every column first: a search
+        for 10 hits copied all 46 MB of a 100k-passage corpus (2.5 ms). Per chunk, it copies
+        only the rows asked for. `with_data=False` leaves out the stored media bytes, which
+        search hits do not carry (a 200 KB image per hit made a search 300 times slower).
+        """
+        rows = self._row_of_slot[slots]
+        if self._chunk_starts is None:
+            self._chunk_starts = np.cumsum([0, *(c.num_rows for c in self._chunks)])
+        starts = self._chunk_starts
+        owner = np.searchsorted(starts, rows, side="right") - 1
+        out: list[dict[str, Any]] = [{}] * len(rows)
+        for chunk in np.unique(owner).tolist():
+            picks = np.flatnonzero(owner == chunk)
+            table = self._chunks[chunk]
+            if not with_data and "data" in table.column_names:
+                table = table.drop_columns(["data"])
+            taken = table.take(pa.array(rows[picks] - starts[chunk])).to_pylist()
+            for i, row in zip(picks.tolist(), taken, strict=True):
+                out[i] = row
+        return out
 
     def ids(self, slots: np.ndarray) -> list[str]:
         return self._id_of_slot[slots].tolist()
@@ -183,6 +215,6 @@ class ItemStore:
         self._id_of_slot = np.empty(n, dtype=object)
         self._id_of_slot[slots] = ids
         self.slot_of = dict(zip(ids, slots.tolist(), strict=True))
-        self._chunks = [payload] if payload.num_rows else []
+        self._chunks = [payload.combine_chunks()] if payload.num_rows else []
         self._chunk_slots = [np.asarray(slots, dtype=np.int64)] if payload.num_rows else []
         self._invalidate()

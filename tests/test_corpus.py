@@ -423,3 +423,29 @@ def test_media_bytes_are_read_only_when_asked_for(tmp_path: Path) -> None:
     assert corpus.delete(filter={"clip": {"eq": names[0]}}).count == 20
     assert len(corpus) == len(vectors) - 20 and not corpus.get(["v0"])
     corpus.close()
+
+
+def test_payload_rows_come_from_the_right_chunk_and_chunks_stay_few(tmp_path: Path) -> None:
+    corpus = Corpus.create(tmp_path / "c", name="c", space="s", modality="text", dim=DIM)
+    vectors = unit_rows(2100, seed=23)
+    expected: dict[str, tuple[str, dict]] = {}
+    for batch in range(300):  # 300 small writes, the kind a streaming ingest makes
+        items = []
+        for j in range(7):
+            n = batch * 7 + j
+            item_id = f"i{n % 1500}"  # the last 600 replace earlier ids
+            metadata = {"n": n, **({"late": f"x{n}"} if batch >= 150 else {})}
+            items.append(Item(id=item_id, vector=vectors[n], text=f"passage {n}", metadata=metadata))
+            expected[item_id] = (f"passage {n}", metadata)
+        corpus.upsert(items)
+    assert len(corpus) == 1500
+    assert len(corpus.store._chunks) <= 12  # log2(2100 / 7) + 2, not 300
+    asked = [f"i{k}" for k in np.random.default_rng(3).permutation(1500)[:400]]
+    for item in corpus.get(asked, with_vectors=False):
+        assert (item.text, item.metadata) == expected[item.id]
+    assert [item.id for item in corpus.get(asked)] == asked
+    for row, hits in enumerate(corpus.search(vectors[2090:2100], 5)):
+        assert hits[0].id == f"i{(2090 + row) % 1500}"
+        for hit in hits:
+            assert (hit.text, hit.metadata) == expected[hit.id]
+    corpus.close()
