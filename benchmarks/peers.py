@@ -14,6 +14,7 @@ Queries are held out of the indexed vectors; ground truth is exact search.
 
     python -m benchmarks.peers                                  # 100k + 1M synthetic, 100k MiniLM
     python -m benchmarks.peers --datasets synthetic-1m --merge  # add or redo one dataset
+    python -m benchmarks.peers --datasets minilm-100k --systems tessera-grpc --merge  # redo one system
     python -m benchmarks.peers --smoke                          # 10k vectors, every system, < 2 min
 """
 
@@ -37,7 +38,7 @@ import psutil
 from tqdm.auto import tqdm
 
 from benchmarks.peer_systems import EF_CONSTRUCTION, SYSTEMS, M, disk_mb
-from benchmarks.provenance import git_commit
+from benchmarks.provenance import git_commit, now_utc
 
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -319,6 +320,26 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def merge_systems(earlier: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """`fresh` re-ran some systems of `earlier`'s dataset: keep the others' rows, each with its own commit."""
+    if earlier["n"] != fresh["n"] or earlier["hnsw_ef_construction"] != fresh["hnsw_ef_construction"]:
+        raise SystemExit(f"{fresh['dataset']}: the earlier results used other settings; re-run every system")
+    redone = {r["system"] for r in fresh["systems"]}
+    kept = [
+        {"commit": earlier.get("commit", "?"), "measured_at": earlier.get("measured_at", "?"), **r}
+        for r in earlier["systems"]
+        if r["system"] not in redone
+    ]
+    order = {name: i for i, name in enumerate(SYSTEMS)}
+    rows = sorted([*kept, *fresh["systems"]], key=lambda r: order.get(r["system"], len(order)))
+    merged = {**earlier, "systems": rows, "summary": summarise(rows)}
+    merged["reruns"] = [
+        *earlier.get("reruns", []),
+        {"systems": sorted(redone), "commit": fresh["commit"], "measured_at": fresh["measured_at"]},
+    ]
+    return merged
+
+
 def run_dataset(name: str, systems: list[str], settings: Settings) -> dict[str, Any]:
     xb, xq, what = load_dataset(name, settings.queries)
     with tempfile.TemporaryDirectory(prefix="tessera-peers-") as tmp:
@@ -330,6 +351,7 @@ def run_dataset(name: str, systems: list[str], settings: Settings) -> dict[str, 
         for system in (bar := tqdm(systems, desc=name, unit="system")):
             bar.set_postfix_str(system)
             row = measure(system, data_dir, settings)
+            row["commit"], row["measured_at"] = git_commit(), now_utc()
             rows.append(row)
             shown = row.get("qps_at_recall_95") or row.get("error", "")[:60]
             tqdm.write(f"  {name} {system}: {row['status']} {shown}")
@@ -340,7 +362,7 @@ def run_dataset(name: str, systems: list[str], settings: Settings) -> dict[str, 
         "dim": xb.shape[1],
         "queries": len(xq),
         "commit": git_commit(),
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "measured_at": now_utc(),
         "hnsw_m": M,
         "hnsw_ef_construction": settings.ef_construction,
         "systems": rows,
@@ -395,7 +417,11 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             f"**{dataset['dataset']}**: {dataset['n']:,} vectors, {dataset['queries']:,} held-out queries; "
             f"HNSW M={dataset['hnsw_m']}, efConstruction={dataset['hnsw_ef_construction']}; "
-            f"commit {dataset.get('commit', '?')}, {dataset.get('measured_at', '?')}.",
+            f"commit {dataset.get('commit', '?')}, {dataset.get('measured_at', '?')}."
+            + "".join(
+                f" Re-run: {', '.join(r['systems'])} at commit {r['commit']}, {r['measured_at']}."
+                for r in dataset.get("reruns", [])
+            ),
             "",
             "| system | ingest vec/s | searchable after s | peak RSS MB | disk MB | knob at op. point | recall@10 "
             "| QPS at recall ≥ 0.95 | p50 / p99 ms, 1 client | QPS, 8 clients | p50 / p99 ms, 8 clients |",
@@ -457,7 +483,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: benchmarks/results/peers.json)")
     parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: next to the JSON)")
-    parser.add_argument("--merge", action="store_true", help="keep the other datasets already in --out")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other datasets already in --out; with --systems, also the other systems' rows",
+    )
     parser.add_argument(
         "--report",
         action="store_true",
@@ -509,8 +539,11 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb_is": "peak RSS of the system's whole process tree (data, index and any server process)",
         "datasets": [d for d in earlier if d["dataset"] not in args.datasets],
     }
+    previous = {d["dataset"]: d for d in earlier}
+    partial = args.merge and set(args.systems) != set(SYSTEMS)
     for name in args.datasets:
-        results["datasets"].append(run_dataset(name, args.systems, settings))
+        fresh = run_dataset(name, args.systems, settings)
+        results["datasets"].append(merge_systems(previous[name], fresh) if partial and name in previous else fresh)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")  # partial results survive a later failure
     order = {name: i for i, name in enumerate([*DATASETS, SMOKE_DATASET])}

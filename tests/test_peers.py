@@ -52,3 +52,23 @@ def test_peers_smoke_runs_every_system_in_under_two_minutes(tmp_path: Path) -> N
     assert summary["best_peer"] in SYSTEMS and summary["ratio"] > 0
     assert summary["grpc_ratio_vs_milvus-lite"] > 0 and summary["grpc_ratio_vs_qdrant-local"] > 0
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerunning_some_systems_keeps_the_others_rows_with_their_own_commit() -> None:
+    from benchmarks.peers import merge_systems
+
+    def row(system: str, qps: float) -> dict:
+        curve = [{"knob": "ef=64", "recall_at_10": 0.97, "qps": qps}]
+        return {"system": system, "status": "ok", "curve": curve, "qps_at_recall_95": qps}
+
+    base = {"dataset": "d", "n": 10, "hnsw_ef_construction": 100, "commit": "old", "measured_at": "t0"}
+    earlier = {**base, "systems": [row(s, 100.0) for s in SYSTEMS]}
+    fresh = {**base, "commit": "new", "measured_at": "t1", "systems": [{**row("tessera-grpc", 900.0), "commit": "new"}]}
+    merged = merge_systems(earlier, fresh)
+    assert [r["system"] for r in merged["systems"]] == list(SYSTEMS)
+    by_system = {r["system"]: r for r in merged["systems"]}
+    assert by_system["tessera-grpc"]["commit"] == "new" and by_system["tessera-grpc"]["qps_at_recall_95"] == 900.0
+    assert all(r["commit"] == "old" for name, r in by_system.items() if name != "tessera-grpc")
+    assert merged["reruns"] == [{"systems": ["tessera-grpc"], "commit": "new", "measured_at": "t1"}]
+    assert merged["summary"]["tessera_grpc_qps_at_recall_95"] == 900.0 and merged["commit"] == "old"
+    assert merged["summary"]["grpc_ratio_vs_milvus-lite"] == 9.0
