@@ -10,10 +10,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str:
-    """The code measured: HEAD, marked "+dirty" when the tree has uncommitted changes."""
+    """The code measured: HEAD, marked "+dirty" when the tree has uncommitted changes.
+
+    Results files are left out of the check: a benchmark that writes one dataset's results
+    before measuring the next must not mark its own later figures dirty.
+    """
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True)
+        code_only = ["--", ".", ":!benchmarks/results"]
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", *code_only], cwd=REPO, capture_output=True
+        )
     except OSError:
         return "unknown"
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
