@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,14 +26,16 @@ CEILINGS = {
 }
 
 
-def check_knob(name: str, value: object) -> None:
-    """A positive integer no larger than its ceiling; None means "the default"."""
+def check_knob(name: str, value: object) -> int | None:
+    """None (the default) or a positive integer no larger than its ceiling, returned as a plain int
+    (numpy integers from a caller's sweep are fine; booleans are not)."""
     if value is None:
-        return
-    if value.__class__ is not int or value < 1:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if value > CEILINGS[name]:
         raise ValueError(f"{name} is {value}; the most this server accepts is {CEILINGS[name]}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ class IndexConfig:
         if not isinstance(self.factory, str) or not self.factory.strip():
             raise ValueError("index factory must be a FAISS factory string such as 'Flat' or 'HNSW32', or 'auto'")
         for name in CEILINGS:
-            check_knob(name, getattr(self, name))
+            # Stored as plain ints: the config is written to the corpus manifest as JSON.
+            object.__setattr__(self, name, check_knob(name, getattr(self, name)))
         if not isinstance(self.rescore, bool):
             raise ValueError(f"rescore must be true or false, got {self.rescore!r}")
         if not 0 < self.rebuild_tombstone_ratio <= 1:

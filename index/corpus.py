@@ -405,7 +405,7 @@ class Corpus:
         with_payload: bool = True,
     ) -> list[list[Hit]]:
         """Top-k items per query row by cosine. Scores are exact cosines even when an ANN index picked them."""
-        queries, compiled = self._prepare_search(queries, k, filter, normalize, nprobe, ef_search)
+        queries, compiled, nprobe, ef_search = self._prepare_search(queries, k, filter, normalize, nprobe, ef_search)
         # One read lock for both steps: the slots found and the rows they name come from the same store.
         with self._rw.read():
             scores, slots = self._search_locked(queries, k, compiled, nprobe, ef_search, exact, None)
@@ -429,7 +429,7 @@ class Corpus:
         queries pass `normalize=False` to keep the multilinear inner product.
         `rescore` overrides the corpus's setting for this call.
         """
-        queries, compiled = self._prepare_search(queries, k, filter, normalize, nprobe, ef_search)
+        queries, compiled, nprobe, ef_search = self._prepare_search(queries, k, filter, normalize, nprobe, ef_search)
         with self._rw.read():
             return self._search_locked(queries, k, compiled, nprobe, ef_search, exact, rescore)
 
@@ -441,13 +441,12 @@ class Corpus:
         normalize: bool,
         nprobe: int | None,
         ef_search: int | None,
-    ) -> tuple[np.ndarray, Filter | None]:
+    ) -> tuple[np.ndarray, Filter | None, int | None, int | None]:
         queries = self._check_queries(queries, normalize)
         if k.__class__ is not int or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        check_knob("nprobe", nprobe)
-        check_knob("ef_search", ef_search)
-        return queries, compile_filter(filter) if filter else None
+        compiled = compile_filter(filter) if filter else None
+        return queries, compiled, check_knob("nprobe", nprobe), check_knob("ef_search", ef_search)
 
     def _search_locked(
         self,

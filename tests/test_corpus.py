@@ -392,10 +392,14 @@ def test_per_query_knobs_are_bounded_and_sweeping_them_keeps_a_bounded_cache(tmp
     ):
         with pytest.raises(ValueError, match=message):
             corpus.search(vectors[0], 5, **{knob: value})
-    for ef in range(10, 310):  # a caller sweeping the beam width
+    for ef in np.arange(10, 310):  # a caller sweeping the beam width (numpy integers are fine)
         assert corpus.search(vectors[0], 5, ef_search=ef)[0][0].id == "0"
     assert len(corpus.ann._params_cache) <= 64
     corpus.close()
+    # A numpy integer in a config is kept as a plain int, so the manifest stays JSON.
+    numpy_config = IndexConfig(factory="HNSW16", ef_search=np.int64(48), use_gpu=False)
+    numpy_config.validate()
+    assert numpy_config.ef_search == 48 and type(numpy_config.ef_search) is int
 
 
 def test_media_bytes_are_read_only_when_asked_for(tmp_path: Path) -> None:
