@@ -17,9 +17,11 @@ from .items import META_PREFIX, ItemError
 
 MAX_CHUNKS = 64
 # Payload chunks merge like a binary counter (one absorbs the next while it is no larger), up to
-# this many rows: a search's hits then touch a few chunks, and a row is copied O(log n) times
-# over its life instead of once per search.
+# this many rows or bytes: a search's hits then touch a few chunks, and a row is copied O(log n)
+# times over its life instead of once per search. The byte cap bounds the copy made under the
+# write lock when items carry media bytes.
 MERGE_ROWS = 65_536
+MERGE_BYTES = 256 << 20
 
 
 class ItemStore:
@@ -122,6 +124,8 @@ class ItemStore:
         while len(self._chunks) >= 2:
             before, last = self._chunks[-2], self._chunks[-1]
             if before.num_rows > last.num_rows or before.num_rows + last.num_rows > MERGE_ROWS:
+                return
+            if before.nbytes + last.nbytes > MERGE_BYTES:
                 return
             merged = pa.concat_tables([before, last], promote_options="permissive").combine_chunks()
             self._chunks[-2:] = [merged]

@@ -453,3 +453,19 @@ def test_payload_rows_come_from_the_right_chunk_and_chunks_stay_few(tmp_path: Pa
         for hit in hits:
             assert (hit.text, hit.metadata) == expected[hit.id]
     corpus.close()
+
+
+def test_chunks_holding_media_stop_merging_at_the_byte_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import index.store
+
+    monkeypatch.setattr(index.store, "MERGE_BYTES", 1 << 20)
+    corpus = Corpus.create(tmp_path / "c", name="c", space="s", modality="image", dim=DIM)
+    vectors = unit_rows(64, seed=29)
+    blob = bytes(range(256)) * 400  # 100 KB per item
+    for start in range(0, 64, 4):
+        corpus.upsert([Item(id=str(i), vector=vectors[i], data=blob) for i in range(start, start + 4)])
+    chunks = corpus.store._chunks
+    assert all(c.nbytes <= 1 << 20 for c in chunks) and len(chunks) >= 6  # 6.4 MB in chunks of at most 1 MB
+    assert [item.id for item in corpus.get(["63", "0", "31"])] == ["63", "0", "31"]
+    assert corpus.get(["31"])[0].data == blob
+    corpus.close()
