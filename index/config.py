@@ -14,16 +14,7 @@ ANN_THRESHOLD = 100_000
 # Ceilings on what a caller may ask for. HNSW allocates its beam up front (efSearch 10^8 takes
 # 800 MB per query in flight; 2^31 would take 16 GB), so an unchecked value is a way to kill the
 # server. Far below these, recall has nothing left to gain.
-MAX_EF_SEARCH = 32_768
-MAX_EF_CONSTRUCTION = 4_096
-MAX_NPROBE = 65_536
-MAX_REFINE = 64
-CEILINGS = {
-    "nprobe": MAX_NPROBE,
-    "ef_search": MAX_EF_SEARCH,
-    "ef_construction": MAX_EF_CONSTRUCTION,
-    "refine": MAX_REFINE,
-}
+CEILINGS = {"nprobe": 65_536, "ef_search": 32_768, "ef_construction": 4_096, "refine": 64}
 
 
 def check_knob(name: str, value: object) -> int | None:
