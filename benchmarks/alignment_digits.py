@@ -9,7 +9,7 @@ Each manifest row is a triplet of one digit: a clip, an image and a phrase of th
 same digit (re-paired within the digit every epoch). Split by speaker: train on
 four, test on the fifth, and rotate so every speaker is the test speaker once.
 Images are split once (80/20, seeded); test rows only ever see test images.
-Training runs through `tessera train`'s own code path (`embedder.training.train`)
+Training runs through `tessera train`'s own code path (`tessera.embedder.training.train`)
 with the configs this script writes, once per loss: CLIP all-pairs, anchored
 (text anchor), GRAM (text anchor) and Symile (O(n^2) negatives).
 
@@ -43,16 +43,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 import torch
 import yaml
 from PIL import Image
+from tessera.embedder.registry import load_space
+from tessera.embedder.space_dir import save_space
+from tessera.embedder.training import config_from_dict, train
+from tessera.embedder.training.data import PreparedCache
 from tqdm.auto import tqdm
-
-import embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
-from embedder.registry import load_space
-from embedder.space_dir import save_space
-from embedder.training import config_from_dict, train
-from embedder.training.data import PreparedCache
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo")

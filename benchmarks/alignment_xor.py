@@ -8,7 +8,7 @@ independent: a pairwise objective has nothing to learn, and only the whole k-tup
 dependence.
 
 Each variable is one "modality" with its own linear encoder (nn.Linear on the bit as -1/+1,
-then L2-normalised), trained with one of the losses of `embedder.losses`:
+then L2-normalised), trained with one of the losses of `tessera.embedder.losses`:
 
 - symile: Symile with O(n) negatives (n^(k-1) combinations are out of reach for k = 8);
 - symile_n_squared: Symile against every combination, run only when k == 3;
@@ -47,13 +47,12 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 import torch
 import torch.nn.functional as F
+from tessera.embedder.losses import LogitScale, clip_loss, gram_loss, gram_volume, mip, symile_loss
 from torch import Tensor, nn
 from tqdm.auto import tqdm
-
-import embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
-from embedder.losses import LogitScale, clip_loss, gram_loss, gram_volume, mip, symile_loss
 
 LOSSES = ("symile", "symile_n_squared", "clip", "gram")
 SIMILARITY = {

@@ -31,11 +31,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from tessera.embed_job import EmbedOptions, run_embed
+from tessera.embedder import load_space
+from tessera.embedder.encoders.minilm import minilm_model_dir
 
 from benchmarks.text_corpus import real_sentences
-from embedder import load_space
-from embedder.encoders.minilm import minilm_model_dir
-from services.embed_job import EmbedOptions, run_embed
 
 REPO = Path(__file__).resolve().parents[1]
 FSDD = Path(os.environ.get("TESSERA_SHARED_DATA", REPO.parent / "shared" / "data")) / "fsdd" / "recordings"
@@ -107,7 +107,7 @@ def peak_rss(rows: int, pool: list[str], work: Path) -> dict[str, float]:
         count = min(50_000, rows - start)
         writer.write_table(pa.table({"text": [pool[(start + i) % len(pool)] for i in range(count)]}))
     writer.close()
-    command = [sys.executable, "-m", "services.cli", "embed", str(source), str(work / f"rss-{rows}-out")]
+    command = [sys.executable, "-m", "tessera.cli", "embed", str(source), str(work / f"rss-{rows}-out")]
     command += ["--batch-size", str(BATCH), "--device", "cpu"]
     print(f"tessera embed subprocess, {rows:,} rows ...", flush=True)
     started = time.perf_counter()

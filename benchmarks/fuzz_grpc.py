@@ -33,8 +33,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from proto.tessera.v1 import tessera_pb2 as pb
+from tessera.v1 import tessera_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Tessera"]
 # What services/server.py maps its errors to (_status_of), plus DEADLINE_EXCEEDED from our own client-side

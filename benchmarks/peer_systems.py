@@ -99,8 +99,8 @@ class TesseraInProcess(PeerSystem):
         return f"tessera 0.1.0 (faiss {faiss.__version__})"
 
     def ingest(self, vectors: np.ndarray) -> None:
-        from index.catalog import Catalog
-        from index.items import Item
+        from tessera.index.catalog import Catalog
+        from tessera.index.items import Item
 
         self.catalog = Catalog(self.root)
         self.corpus = self.catalog.create(
@@ -148,10 +148,10 @@ class TesseraGrpc(PeerSystem):
         return f"tessera 0.1.0 (grpcio {grpc.__version__})"
 
     def ingest(self, vectors: np.ndarray) -> None:
-        from services.client import TesseraClient
+        from tessera.client import TesseraClient
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", "--data-dir", str(self.root), "--port", "0"],
+            [sys.executable, "-m", "tessera.cli", "serve", "--data-dir", str(self.root), "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

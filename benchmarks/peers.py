@@ -85,7 +85,7 @@ def load_dataset(name: str, n_queries: int) -> tuple[np.ndarray, np.ndarray, str
 
 
 def ground_truth(xb: np.ndarray, xq: np.ndarray) -> np.ndarray:
-    from index.exact import exact_topk
+    from tessera.index.exact import exact_topk
 
     return exact_topk(xb, xq, K)[1]
 

@@ -37,8 +37,7 @@ from typing import Any
 
 import grpc
 import numpy as np
-
-from services.client import TesseraClient
+from tessera.client import TesseraClient
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 32
@@ -57,7 +56,7 @@ class ServerProcess:
     """`tessera serve` as a subprocess on a free port, with its JSON log lines collected as they come."""
 
     def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
-        command = [sys.executable, "-m", "services.cli", "serve", "--data-dir", str(data_dir), "--port", "0", *extra]
+        command = [sys.executable, "-m", "tessera.cli", "serve", "--data-dir", str(data_dir), "--port", "0", *extra]
         self.process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,

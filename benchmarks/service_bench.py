@@ -32,15 +32,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tessera.client import TesseraClient
+from tessera.embedder import load_space
+from tessera.index.catalog import Catalog
+from tessera.index.routing import Query, QueryPart, Router
 from tqdm.auto import tqdm
 
 from benchmarks.index_bench import clustered_vectors, minilm_vectors
 from benchmarks.provenance import git_commit, now_utc
 from benchmarks.text_corpus import real_sentences
-from embedder import load_space
-from index.catalog import Catalog
-from index.routing import Query, QueryPart, Router
-from services.client import TesseraClient
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = "minilm"
@@ -50,7 +50,7 @@ EF_SEARCH = 64
 
 def start_server(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "--data-dir", str(data_dir), "--port", "0", *extra],
+        [sys.executable, "-m", "tessera.cli", "serve", "--data-dir", str(data_dir), "--port", "0", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

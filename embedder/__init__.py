@@ -1,6 +1,6 @@
 """Content -> vectors in a named space.
 
->>> from embedder import load_space
+>>> from tessera.embedder import load_space
 >>> space = load_space("minilm")
 >>> space.embed("text", ["a photo of a cat"]).shape
 (1, 384)
@@ -41,7 +41,7 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'embedder' has no attribute {name!r}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from embedder.modality import Modality
+from tessera.embedder.modality import Modality
 
 from .config import IndexConfig
 from .corpus import MANIFEST, Corpus

@@ -1,10 +1,13 @@
 """Generate the Python stubs for proto/tessera/v1/*.proto exactly as grpcio-tools does.
 
-    python -m proto.build            # rewrite the committed stubs
-    python -m proto.build --check    # exit 1 if the committed stubs are stale
+    python proto/build.py            # rewrite the committed stubs
+    python proto/build.py --check    # exit 1 if the committed stubs are stale
 
-The stubs are committed (so installing Tessera needs no protoc); tests/test_proto.py
-regenerates them into a temporary directory and fails when they differ.
+proto/ is protoc's include root, so the source is `tessera/v1/tessera.proto` (its path matches its
+package, tessera.v1) and the stubs import each other as `tessera.v1`, the name the wheel installs
+them under. The stubs are committed (so installing Tessera needs no protoc); tests/test_proto.py
+regenerates them into a temporary directory and fails when they differ. This file is a
+development script, not part of the installed package.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-PROTO_DIR = REPO / "proto" / "tessera" / "v1"
+INCLUDE_ROOT = Path(__file__).resolve().parent
+PROTO_DIR = INCLUDE_ROOT / "tessera" / "v1"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 
 
@@ -26,15 +29,15 @@ def proto_files() -> list[Path]:
 
 
 def generate(out_root: Path) -> list[Path]:
-    """Run protoc (from grpcio-tools) with the repo root as include path; returns the files written."""
+    """Run protoc (from grpcio-tools) with proto/ as include path; returns the files written."""
     import grpc_tools
     from grpc_tools import protoc
 
     include = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
-    sources = [str(p.relative_to(REPO)) for p in proto_files()]
+    sources = [str(p.relative_to(INCLUDE_ROOT)) for p in proto_files()]
     args = [
         "protoc",
-        f"-I{REPO}",
+        f"-I{INCLUDE_ROOT}",
         f"-I{include}",
         f"--python_out={out_root}",
         f"--pyi_out={out_root}",
@@ -43,7 +46,7 @@ def generate(out_root: Path) -> list[Path]:
     ]
     if protoc.main(args) != 0:
         raise RuntimeError(f"protoc failed on {sources}")
-    return sorted(p for p in (out_root / "proto" / "tessera" / "v1").iterdir() if p.name.endswith(GENERATED_SUFFIXES))
+    return sorted(p for p in (out_root / "tessera" / "v1").iterdir() if p.name.endswith(GENERATED_SUFFIXES))
 
 
 def stale_files() -> list[str]:
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_files()
         if stale:
-            print(f"stale generated stubs: {', '.join(stale)}; run `python -m proto.build`", file=sys.stderr)
+            print(f"stale generated stubs: {', '.join(stale)}; run `python proto/build.py`", file=sys.stderr)
             return 1
         return 0
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from services.engine import Engine, Limits
-from services.metrics import Metrics
-from services.server import RunningServer, TLSConfig, start_server
+from tessera.engine import Engine, Limits
+from tessera.metrics import Metrics
+from tessera.server import RunningServer, TLSConfig, start_server
 
 
 class ServerThread:

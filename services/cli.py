@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 
 def _cmd_spaces(args: argparse.Namespace) -> int:
-    from embedder import list_spaces
+    from tessera.embedder import list_spaces
 
     infos = list_spaces(include_all_openclip=args.all)
     width = max(len(i.name) for i in infos)
@@ -22,7 +22,7 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from services.quickstart import format_report, run_quickstart
+    from tessera.quickstart import format_report, run_quickstart
 
     print(format_report(run_quickstart(args.space, data_dir=args.data_dir and Path(args.data_dir))))
     return 0
@@ -31,7 +31,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from embedder.training import load_config, train
+    from tessera.embedder.training import load_config, train
 
     config = load_config(args.config)
     if args.device:
@@ -47,7 +47,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_embed(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from services.embed_job import EmbedOptions, run_embed
+    from tessera.embed_job import EmbedOptions, run_embed
 
     options = EmbedOptions(
         input=Path(args.input),
@@ -71,7 +71,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace):
-    from services.client import TesseraClient
+    from tessera.client import TesseraClient
 
     return TesseraClient(
         args.server, api_key=args.api_key, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key
@@ -81,8 +81,8 @@ def _client(args: argparse.Namespace):
 def _cmd_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from services.engine import Limits
-    from services.server import ServeOptions, TLSConfig, serve
+    from tessera.engine import Limits
+    from tessera.server import ServeOptions, TLSConfig, serve
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ValueError("--tls-cert and --tls-key go together")
@@ -154,7 +154,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from services.ingest import Chunking, embeddings_items, items_from
+    from tessera.ingest import Chunking, embeddings_items, items_from
 
     corpus_name = args.corpus_option or args.corpus
     path = args.from_path or args.path
@@ -208,7 +208,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_rag(args: argparse.Namespace) -> int:
     import json
 
-    from services.rag import build_context
+    from tessera.rag import build_context
 
     with _client(args) as client:
         context = build_context(
@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument(
         "--data-dir", default=None, help="keep the corpora here (default: a temporary directory, removed afterwards)"
     )
-    # Same default as services.quickstart.DEFAULT_SPACE; not imported so `--help` stays instant.
+    # Same default as tessera.quickstart.DEFAULT_SPACE; not imported so `--help` stays instant.
     quick.add_argument("--space", default="digits", help="space to use (default: %(default)s)")
     quick.set_defaults(func=_cmd_quickstart)
 

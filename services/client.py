@@ -23,11 +23,10 @@ from typing import Any
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tessera.embedder.modality import Modality
+from tessera.v1 import tessera_pb2 as pb
+from tessera.v1 import tessera_pb2_grpc as pb_grpc
 from tqdm.auto import tqdm
-
-from embedder.modality import Modality
-from proto.tessera.v1 import tessera_pb2 as pb
-from proto.tessera.v1 import tessera_pb2_grpc as pb_grpc
 
 from .wire import MODALITY_TO_PB, PB_TO_MODALITY, dict_to_struct, struct_to_dict, vector_from_pb, vector_to_pb
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from embedder import Modality
-from index.routing import FusedHit
-from proto.tessera.v1 import tessera_pb2 as pb
+from tessera.embedder import Modality
+from tessera.index.routing import FusedHit
+from tessera.v1 import tessera_pb2 as pb
 
 from .engine import Content
 from .wire import MODALITY_TO_PB, dict_to_struct, modality_from_pb, vector_from_pb, vector_to_pb

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from embedder import Modality, Space, UnknownSpaceError, load_space
-from index.catalog import Catalog, CorpusNotFoundError
-from index.config import IndexConfig
-from index.corpus import Corpus
-from index.items import Item
-from index.routing import Query, QueryPart, RoutedResult, Router
+from tessera.embedder import Modality, Space, UnknownSpaceError, load_space
+from tessera.index.catalog import Catalog, CorpusNotFoundError
+from tessera.index.config import IndexConfig
+from tessera.index.corpus import Corpus
+from tessera.index.items import Item
+from tessera.index.routing import Query, QueryPart, RoutedResult, Router
 
 from .batching import MicroBatcher
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embedder.modality import FILE_SUFFIXES, Modality
+from tessera.embedder.modality import FILE_SUFFIXES, Modality
 
 from .chunking import DOCUMENT_SUFFIXES, chunk_text, read_document
 from .client import parquet_items

@@ -22,9 +22,8 @@ from typing import Any
 
 import grpc
 import numpy as np
-
-from services.background import ServerThread
-from services.client import Hit, TesseraClient
+from tessera.background import ServerThread
+from tessera.client import Hit, TesseraClient
 
 DEFAULT_SPACE = "digits"
 UNTRAINED_SPACES = {"minilm-bind-init"}

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from services.client import Hit, TesseraClient
+from tessera.client import Hit, TesseraClient
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,11 @@ import grpc
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
-from embedder import Modality, UnknownSpaceError, list_spaces
-from index.catalog import CorpusExistsError, CorpusNotFoundError
-from index.corpus import CorpusError
-from proto.tessera.v1 import tessera_pb2 as pb
-from proto.tessera.v1 import tessera_pb2_grpc as pb_grpc
+from tessera.embedder import Modality, UnknownSpaceError, list_spaces
+from tessera.index.catalog import CorpusExistsError, CorpusNotFoundError
+from tessera.index.corpus import CorpusError
+from tessera.v1 import tessera_pb2 as pb
+from tessera.v1 import tessera_pb2_grpc as pb_grpc
 
 from .auth import ApiKeyInterceptor, KeyStore
 from .convert import FUSION_FROM_PB, content_from_pb, hit_to_pb

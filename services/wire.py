@@ -1,6 +1,6 @@
 """Protobuf messages to and from plain Python values, shared by the client and the server.
 
-Nothing here loads a model or opens an index, so `services.client` can import it
+Nothing here loads a model or opens an index, so `tessera.client` can import it
 without torch or FAISS: an application that only calls the service stays small.
 """
 
@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 from google.protobuf import json_format, struct_pb2
-
-from embedder.modality import Modality
-from proto.tessera.v1 import tessera_pb2 as pb
+from tessera.embedder.modality import Modality
+from tessera.v1 import tessera_pb2 as pb
 
 MODALITY_TO_PB = {
     Modality.TEXT: pb.MODALITY_TEXT,

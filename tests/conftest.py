@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-# Importing embedder.encoders first makes torchvision importable next to CPU torch
+# Importing tessera.embedder.encoders first makes torchvision importable next to CPU torch
 # (embedder/_torchvision_compat.py), before any test imports transformers.
-import embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
+import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TESSERA_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -24,14 +24,14 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_space():
-    from embedder import load_space
+    from tessera.embedder import load_space
 
     return load_space("minilm")
 
 
 @pytest.fixture(scope="session")
 def bind_space():
-    from embedder import load_space
+    from tessera.embedder import load_space
 
     return load_space("minilm-bind-init")
 

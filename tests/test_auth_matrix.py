@@ -12,13 +12,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from tessera.auth import METHOD_ROLES, ROLES, KeyStore, allows
+from tessera.background import ServerThread
+from tessera.client import TesseraClient
+from tessera.server import TLSConfig
+from tessera.v1 import tessera_pb2 as pb
+from tessera.v1 import tessera_pb2_grpc as pb_grpc
 
-from proto.tessera.v1 import tessera_pb2 as pb
-from proto.tessera.v1 import tessera_pb2_grpc as pb_grpc
-from services.auth import METHOD_ROLES, ROLES, KeyStore, allows
-from services.background import ServerThread
-from services.client import TesseraClient
-from services.server import TLSConfig
 from tests.tls_certs import make_cert
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,7 +155,7 @@ def test_keys_never_reach_the_logs(tmp_path: Path) -> None:
     key_file.write_text("".join(f"{key} {role}\n" for role, key in KEYS.items()))
     serve = ["serve", "--data-dir", str(tmp_path / "d"), "--port", "0", "--auth-keys", str(key_file)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", *serve],
+        [sys.executable, "-m", "tessera.cli", *serve],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -11,7 +11,7 @@ import sys
 def _tessera(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-m", "tessera.cli", *args], capture_output=True, text=True, timeout=300, env=env
     )
 
 
@@ -64,7 +64,7 @@ def test_serve_corpus_ingest_search_and_graceful_sigterm(tmp_path) -> None:
 
     data = tmp_path / "data"
     server = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "--data-dir", str(data), "--port", "0"],
+        [sys.executable, "-m", "tessera.cli", "serve", "--data-dir", str(data), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from index.catalog import Catalog, CorpusExistsError, CorpusNotFoundError
-from index.config import IndexConfig, auto_factory
-from index.corpus import Corpus, CorpusError
-from index.exact import exact_topk
-from index.filters import FilterError
-from index.items import Item, ItemError
+from tessera.index.catalog import Catalog, CorpusExistsError, CorpusNotFoundError
+from tessera.index.config import IndexConfig, auto_factory
+from tessera.index.corpus import Corpus, CorpusError
+from tessera.index.exact import exact_topk
+from tessera.index.filters import FilterError
+from tessera.index.items import Item, ItemError
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 32
@@ -56,9 +55,9 @@ WRITER = textwrap.dedent(
     import os, sys
     import numpy as np
     sys.path.insert(0, {repo!r})
-    from index.corpus import Corpus
-    from index.config import IndexConfig
-    from index.items import Item
+    from tessera.index.corpus import Corpus
+    from tessera.index.config import IndexConfig
+    from tessera.index.items import Item
     x = np.random.default_rng(0).standard_normal((10_000, {dim})).astype(np.float32)
     c = Corpus.create({path!r}, name="c", space="test@1", modality="text", dim={dim},
                       index=IndexConfig(factory="Flat"))
@@ -104,7 +103,7 @@ def test_torn_log_tail_is_dropped_with_a_warning(tmp_path: Path, caplog: pytest.
     corpus.wal.close()  # simulate a crash: no snapshot
     with open(tmp_path / "c" / "wal.log", "ab") as log:
         log.write(b"\x40\x00\x00\x00garbage from a write that never finished")
-    with caplog.at_level(logging.WARNING, logger="index.corpus"):
+    with caplog.at_level(logging.WARNING, logger="tessera.index.corpus"):
         reopened = Corpus.open(tmp_path / "c")
     assert "torn record" in caplog.text
     assert reopened.recovery["torn_bytes"] > 0 and reopened.recovery["replayed"] == 3
@@ -241,7 +240,7 @@ def test_auto_index_is_exact_when_small_and_ann_when_large(tmp_path: Path) -> No
 
 
 def test_bad_factory_string_is_refused_at_create(tmp_path: Path) -> None:
-    from index.ann import IndexBuildError
+    from tessera.index.ann import IndexBuildError
 
     with pytest.raises(IndexBuildError, match="IVFbogus"):
         new_corpus(tmp_path / "c", "IVFbogus")
@@ -261,8 +260,7 @@ def test_read_only_open_memory_maps_and_refuses_writes(tmp_path: Path) -> None:
 
 def test_gpu_is_reported_not_assumed() -> None:
     import faiss
-
-    from index.ann import AnnIndex
+    from tessera.index.ann import AnnIndex
 
     ann = AnnIndex("Flat", DIM)
     moved = ann.to_gpu()
@@ -456,9 +454,9 @@ def test_payload_rows_come_from_the_right_chunk_and_chunks_stay_few(tmp_path: Pa
 
 
 def test_chunks_holding_media_stop_merging_at_the_byte_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import index.store
+    import tessera.index.store
 
-    monkeypatch.setattr(index.store, "MERGE_BYTES", 1 << 20)
+    monkeypatch.setattr(tessera.index.store, "MERGE_BYTES", 1 << 20)
     corpus = Corpus.create(tmp_path / "c", name="c", space="s", modality="image", dim=DIM)
     vectors = unit_rows(64, seed=29)
     blob = bytes(range(256)) * 400  # 100 KB per item

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-
-from embedder import list_spaces, load_space
-from embedder.registry import PACKAGED_SPACES
-from services.quickstart import samples_dir
+from tessera.embedder import list_spaces, load_space
+from tessera.embedder.registry import PACKAGED_SPACES
+from tessera.quickstart import samples_dir
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 

@@ -16,9 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
-
-from benchmarks.text_corpus import real_sentences
-from services.embed_job import (
+from tessera.embed_job import (
     BadItemError,
     EmbedOptions,
     InputError,
@@ -26,6 +24,8 @@ from services.embed_job import (
     read_output_metadata,
     run_embed,
 )
+
+from benchmarks.text_corpus import real_sentences
 from tests.conftest import FSDD
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def _read(out: Path) -> tuple[list[str], np.ndarray, pa.Table]:
 
 def _cli(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "tessera.cli", *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -88,7 +88,7 @@ def test_text_parquet_matches_space_embed(uninterrupted: Path, texts: list[str],
 
 
 def test_fsdd_folder_with_worker_processes_matches_space_embed(tmp_path: Path) -> None:
-    from embedder import load_space
+    from tessera.embedder import load_space
 
     summary = run_embed(EmbedOptions(FSDD, tmp_path / "fsdd", space="digits", workers=1, device="cpu"), progress=False)
     ids, vectors, _ = _read(tmp_path / "fsdd")
@@ -231,8 +231,8 @@ def test_a_different_job_is_refused_and_overwrite_replaces_it(tmp_path: Path, te
 
 
 def test_ingest_from_loads_vectors_and_refuses_another_space(tmp_path: Path, uninterrupted: Path) -> None:
-    from services.background import ServerThread
-    from services.client import TesseraClient
+    from tessera.background import ServerThread
+    from tessera.client import TesseraClient
 
     server = ServerThread(tmp_path / "data").start()
     try:

@@ -6,8 +6,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 import pytest
-
-from index.filters import FilterError, compile_filter, id_selector
+from tessera.index.filters import FilterError, compile_filter, id_selector
 
 
 @pytest.fixture(scope="module")

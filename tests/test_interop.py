@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from services.background import ServerThread
-from services.client import TesseraClient
+from tessera.background import ServerThread
+from tessera.client import TesseraClient
 
 NODE_DIR = Path(__file__).parent / "node"
 SPACE = "minilm"

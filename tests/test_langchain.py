@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests, VectorStoreIntegrationTests
-
-from services.background import ServerThread
-from services.client import TesseraClient
-from services.integrations.langchain import TesseraRetriever, TesseraVectorStore
+from tessera.background import ServerThread
+from tessera.client import TesseraClient
+from tessera.integrations.langchain import TesseraRetriever, TesseraVectorStore
 
 RETRIEVER_CORPUS = "retriever-passages"
 

@@ -6,11 +6,10 @@ import math
 
 import pytest
 import symile  # the reference implementation (Saporta et al.), a dev dependency
+import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 import torch
 import torch.nn.functional as F
-
-import embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
-from embedder.losses import (
+from tessera.embedder.losses import (
     LogitScale,
     alignment_loss,
     anchored_loss,

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from embedder import load_space
-from embedder.encoders.openclip import load_openclip
+from tessera.embedder import load_space
+from tessera.embedder.encoders.openclip import load_openclip
 
 ARCH = "ViT-B-32"
 

@@ -13,14 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from services.background import ServerThread
-from services.chunking import chunk_text, html_to_text
-from services.client import TesseraClient
-from services.integrations.common import TesseraUnavailableError
-from services.integrations.langchain import TesseraRetriever
-from services.integrations.llama_index import TesseraLlamaRetriever
-from services.rag import build_context
+from tessera.background import ServerThread
+from tessera.chunking import chunk_text, html_to_text
+from tessera.client import TesseraClient
+from tessera.integrations.common import TesseraUnavailableError
+from tessera.integrations.langchain import TesseraRetriever
+from tessera.integrations.llama_index import TesseraLlamaRetriever
+from tessera.rag import build_context
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -64,7 +63,7 @@ ANSWER_SOURCE, ANSWER_MARK = "baking/sourdough.md", "250 degrees Celsius"
 
 def _tessera(*args: str, address: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TESSERA_SERVER": address}
-    command = [sys.executable, "-m", "services.cli", *args]
+    command = [sys.executable, "-m", "tessera.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
 
 
@@ -92,7 +91,7 @@ def docs_server(tmp_path_factory: pytest.TempPathFactory, documents: Path) -> It
 
 
 def _answer_span(documents: Path) -> tuple[str, int]:
-    from services.chunking import read_document
+    from tessera.chunking import read_document
 
     text = read_document(documents / ANSWER_SOURCE)
     return text, text.index(ANSWER_MARK)

@@ -8,11 +8,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from tessera.client import TesseraClient
+from tessera.v1 import tessera_pb2 as pb
+from tessera.v1 import tessera_pb2_grpc as pb_grpc
 
 from benchmarks.reliability import PHASES, ServerProcess, crash_trials, load
-from proto.tessera.v1 import tessera_pb2 as pb
-from proto.tessera.v1 import tessera_pb2_grpc as pb_grpc
-from services.client import TesseraClient
 
 
 def test_three_sigkill_trials_lose_no_acknowledged_write(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_every_configured_limit_is_enforced_with_the_documented_status(limited: 
 
 
 def test_a_network_server_loads_no_space_from_a_path_a_client_names(limited: ServerProcess, tmp_path: Path) -> None:
-    from embedder import load_space, save_space
+    from tessera.embedder import load_space, save_space
 
     save_space(load_space("minilm"), tmp_path / "planted")  # a real, loadable space directory on the server's disk
     with TesseraClient(limited.address) as client:

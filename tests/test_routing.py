@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from index.catalog import Catalog, CorpusNotFoundError
-from index.items import Item
-from index.routing import Query, QueryPart, Router, RoutingError, gram_volume
+from tessera.index.catalog import Catalog, CorpusNotFoundError
+from tessera.index.items import Item
+from tessera.index.routing import Query, QueryPart, Router, RoutingError, gram_volume
 
 DIM = 48
 CLASSES = 8
@@ -130,7 +129,7 @@ def test_gram_volume_equals_product_of_singular_values(k: int) -> None:
 
 
 def test_parts_that_cancel_out_are_refused_with_a_reason_not_a_nan() -> None:
-    from index.routing import compose
+    from tessera.index.routing import compose
 
     v = np.ones(4, dtype=np.float32)
     with pytest.raises(RoutingError, match="cancel out"):

@@ -12,11 +12,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from tessera.background import ServerThread
+from tessera.client import AsyncTesseraClient, TesseraClient
+from tessera.engine import Limits
+from tessera.server import TLSConfig
 
-from services.background import ServerThread
-from services.client import AsyncTesseraClient, TesseraClient
-from services.engine import Limits
-from services.server import TLSConfig
 from tests.tls_certs import make_cert
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,9 +217,7 @@ def test_bad_input_gets_the_right_status_and_the_server_stays_up(client: Tessera
 def test_deadline_exceeded(client: TesseraClient) -> None:
     got, _ = codes(
         lambda: client.stub.Embed(
-            __import__("services.client", fromlist=["embed_request"]).embed_request(
-                ["word " * 200] * 64, "text", SPACE
-            ),
+            __import__("tessera.client", fromlist=["embed_request"]).embed_request(["word " * 200] * 64, "text", SPACE),
             timeout=0.005,
         )
     )
@@ -321,10 +319,11 @@ def test_prometheus_metrics_count_calls_batches_and_corpus_sizes(
 def test_the_client_imports_without_torch_or_faiss() -> None:
     """An application that only calls the service must not pay for the models (about 230 MB of torch)."""
     probe = (
-        "import sys, services.client, embedder\n"
+        "import sys, tessera, tessera.client\n"
+        "from tessera import embedder\n"
         "heavy = sorted(m for m in ('torch', 'faiss', 'pyarrow', 'transformers') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
-        "assert embedder.load_space.__module__ == 'embedder.registry' and 'torch' in sys.modules\n"
+        "assert embedder.load_space.__module__ == 'tessera.embedder.registry' and 'torch' in sys.modules\n"
         "assert 'load_space' in dir(embedder)\n"
         "try:\n"
         "    embedder.no_such_thing\n"

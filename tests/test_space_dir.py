@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from tessera.embedder import build_space, load_space, save_space
+from tessera.embedder.registry import minilm_bind_init_spec
 
-from embedder import build_space, load_space, save_space
-from embedder.registry import minilm_bind_init_spec
 from tests.conftest import FSDD, MEDIA
 
 
@@ -52,7 +52,7 @@ def test_saved_space_loads_by_name_from_data_dir(trained_like_space, tmp_path, m
     monkeypatch.setenv("TESSERA_DATA", str(tmp_path))
     save_space(trained_like_space, tmp_path / "spaces" / "mine")
     assert load_space("mine").name == "roundtrip"
-    from embedder import list_spaces
+    from tessera.embedder import list_spaces
 
     assert any(info.name == "mine" and info.ready for info in list_spaces())
 
@@ -92,7 +92,7 @@ def test_missing_weights_for_an_encoder_is_an_error(trained_like_space, tmp_path
 def test_saved_spaces_are_readable_by_other_users(tmp_path) -> None:
     import stat
 
-    from embedder import load_space, save_space
+    from tessera.embedder import load_space, save_space
 
     folder = save_space(load_space("minilm"), tmp_path / "shared-space")
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tessera.embedder import DecodeError
 
-from embedder import DecodeError
 from tests.conftest import FSDD, MEDIA
 
 
@@ -40,8 +40,8 @@ def test_fifty_fsdd_clips_embed_in_batches(bind_space, shared_data) -> None:
 
 
 def test_video_audio_track_mixes_in_when_weighted(shared_data) -> None:
-    from embedder import build_space
-    from embedder.registry import minilm_bind_init_spec
+    from tessera.embedder import build_space
+    from tessera.embedder.registry import minilm_bind_init_spec
 
     spec = minilm_bind_init_spec()
     spec["encoders"]["video"]["audio_weight"] = 0.3

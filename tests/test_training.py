@@ -18,9 +18,9 @@ import torch
 import yaml
 from PIL import Image
 from safetensors.torch import load_file
+from tessera.embedder import load_space
+from tessera.embedder.training import ConfigError, config_from_dict, load_config, train
 
-from embedder import load_space
-from embedder.training import ConfigError, config_from_dict, load_config, train
 from tests.conftest import FSDD, REPO
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -181,7 +181,7 @@ def test_training_writes_a_space_load_space_reads(trained, manifest: Path) -> No
     # Training moved the weights away from the seeded initial ones.
     init_dir = trained.output.parent / "init"
     raw = raw_config(manifest, init_dir, epochs=1)
-    from embedder.training.trainer import build_initial_space
+    from tessera.embedder.training.trainer import build_initial_space
 
     initial = build_initial_space(config_from_dict(raw), torch.device("cpu"))
     trained_weights = _tower_weights(trained.output)
@@ -190,8 +190,8 @@ def test_training_writes_a_space_load_space_reads(trained, manifest: Path) -> No
 
 
 def test_a_trained_space_is_served(trained) -> None:
-    from services.background import ServerThread
-    from services.client import TesseraClient
+    from tessera.background import ServerThread
+    from tessera.client import TesseraClient
 
     srv = ServerThread(trained.output.parent / "served").start()
     try:
@@ -239,7 +239,7 @@ def test_tessera_train_cli(manifest: Path, tmp_path: Path) -> None:
     (tmp_path / "digits.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run(
-        [sys.executable, "-m", "services.cli", "train", str(tmp_path / "digits.yaml"), "--quiet"],
+        [sys.executable, "-m", "tessera.cli", "train", str(tmp_path / "digits.yaml"), "--quiet"],
         capture_output=True,
         text=True,
         env=env,
@@ -250,7 +250,7 @@ def test_tessera_train_cli(manifest: Path, tmp_path: Path) -> None:
     assert "space written to" in run.stdout and (tmp_path / "space" / "space.json").exists()
     assert load_space(tmp_path / "space").loss == "symile"
     bad = subprocess.run(
-        [sys.executable, "-m", "services.cli", "train", str(tmp_path / "missing.yaml")],
+        [sys.executable, "-m", "tessera.cli", "train", str(tmp_path / "missing.yaml")],
         capture_output=True,
         text=True,
         env=env,
@@ -259,7 +259,7 @@ def test_tessera_train_cli(manifest: Path, tmp_path: Path) -> None:
     )
     assert bad.returncode == 2 and "no config file" in bad.stderr
     helped = subprocess.run(
-        [sys.executable, "-m", "services.cli", "train", "--help"], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "tessera.cli", "train", "--help"], capture_output=True, text=True, env=env, timeout=60
     )
     assert helped.returncode == 0 and "checkpoint" in helped.stdout
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tessera.embedder import load_space, save_space
+from tessera.embedder.encoders.audio_cnn import LogMelCNNAudioEncoder, spec_augment, stretch_time, warp_bands
+from tessera.embedder.modality import Modality
+from tessera.embedder.space import Space
+from tessera.embedder.training.augment import augment_audio, augment_image
 
-from embedder import load_space, save_space
-from embedder.encoders.audio_cnn import LogMelCNNAudioEncoder, spec_augment, stretch_time, warp_bands
-from embedder.modality import Modality
-from embedder.space import Space
-from embedder.training.augment import augment_audio, augment_image
 from tests.conftest import FSDD
 
 
 def _waves() -> torch.Tensor:
-    from embedder.decode import decode_audio
+    from tessera.embedder.decode import decode_audio
 
     clips = [decode_audio((FSDD / f"{d}_lucas_0.wav").read_bytes(), 8000).samples[:8000] for d in range(4)]
     return torch.stack([torch.from_numpy(np.pad(c, (0, 8000 - len(c)))) for c in clips])

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from index.wal import WALCorruptError, WriteAheadLog
+from tessera.index.wal import WALCorruptError, WriteAheadLog
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +65,7 @@ def test_reset_empties_the_log_and_seqnos_keep_counting(tmp_path: Path) -> None:
 
 WRITER = """
 import sys
-from index.wal import WriteAheadLog
+from tessera.index.wal import WriteAheadLog
 wal = WriteAheadLog(sys.argv[1])
 i = 0
 while True:

@@ -1,6 +1,6 @@
 """Alignment training: `tessera train CONFIG` and its Python API.
 
->>> from embedder.training import load_config, train
+>>> from tessera.embedder.training import load_config, train
 >>> result = train(load_config("digits.yaml"))  # doctest: +SKIP
 >>> load_space(result.output)                    # doctest: +SKIP
 """

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from embedder import Space
-from embedder.encoders import Encoder
-from embedder.errors import DecodeError
-from embedder.modality import Modality
-from embedder.registry import load_preparer
+from tessera.embedder import Space
+from tessera.embedder.encoders import Encoder
+from tessera.embedder.errors import DecodeError
+from tessera.embedder.modality import Modality
+from tessera.embedder.registry import load_preparer
 
 PREPARE_CHUNK = 32  # items per task sent to a worker: big enough to amortise the pickling
 

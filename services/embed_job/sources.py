@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from embedder.modality import Modality, modality_of_path
+from tessera.embedder.modality import Modality, modality_of_path
 
 TABLE_SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 CONTENT = "_content"  # the work list's content column; never a user column name in the output

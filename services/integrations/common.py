@@ -7,8 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import grpc
-
-from services.client import Hit
+from tessera.client import Hit
 
 
 class TesseraUnavailableError(ConnectionError):

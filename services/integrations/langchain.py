@@ -25,8 +25,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field
-
-from services.client import DEFAULT_ADDRESS, AsyncTesseraClient, Hit, TesseraClient
+from tessera.client import DEFAULT_ADDRESS, AsyncTesseraClient, Hit, TesseraClient
 
 from .common import clear_connection_errors, hit_metadata
 

@@ -15,8 +15,7 @@ from typing import Any
 
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-
-from services.client import DEFAULT_ADDRESS, AsyncTesseraClient, Hit, TesseraClient
+from tessera.client import DEFAULT_ADDRESS, AsyncTesseraClient, Hit, TesseraClient
 
 from .common import clear_connection_errors, hit_metadata
 

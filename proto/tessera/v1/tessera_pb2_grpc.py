@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto.tessera.v1 import tessera_pb2 as proto_dot_tessera_dot_v1_dot_tessera__pb2
+from tessera.v1 import tessera_pb2 as tessera_dot_v1_dot_tessera__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/tessera/v1/tessera_pb2_grpc.py depends on'
+        + ' but the generated code in tessera/v1/tessera_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,63 +36,63 @@ class TesseraStub:
         """
         self.Embed = channel.unary_unary(
                 '/tessera.v1.Tessera/Embed',
-                request_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.EmbedRequest.SerializeToString,
-                response_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.EmbedResponse.FromString,
+                request_serializer=tessera_dot_v1_dot_tessera__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_tessera__pb2.EmbedResponse.FromString,
                 _registered_method=True)
         self.EmbedStream = channel.stream_stream(
                 '/tessera.v1.Tessera/EmbedStream',
-                request_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.EmbedRequest.SerializeToString,
-                response_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.EmbedResponse.FromString,
+                request_serializer=tessera_dot_v1_dot_tessera__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_tessera__pb2.EmbedResponse.FromString,
                 _registered_method=True)
         self.ListSpaces = channel.unary_unary(
                 '/tessera.v1.Tessera/ListSpaces',
-                request_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.ListSpacesRequest.SerializeToString,
-                response_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.ListSpacesResponse.FromString,
+                request_serializer=tessera_dot_v1_dot_tessera__pb2.ListSpacesRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_tessera__pb2.ListSpacesResponse.FromString,
                 _registered_method=True)
         self.CreateCorpus = channel.unary_unary(
                 '/tessera.v1.Tessera/CreateCorpus',
-                request_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.CreateCorpusRequest.SerializeToString,
-                response_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.CreateCorpusResponse.FromString,
+                request_serializer=tessera_dot_v1_dot_tessera__pb2.CreateCorpusRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_tessera__pb2.CreateCorpusResponse.FromString,
                 _registered_method=True)
         self.ListCorpora = channel.unary_unary(
                 '/tessera.v1.Tessera/ListCorpora',
-                request_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.ListCorporaRequest.SerializeToString,
-                response_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.ListCorporaResponse.FromString,
+                request_serializer=tessera_dot_v1_dot_tessera__pb2.ListCorporaRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_tessera__pb2.ListCorporaResponse.FromString,
                 _registered_method=True)
         self.DescribeCorpus = channel.unary_unary(
                 '/tessera.v1.Tessera/DescribeCorpus',
-                request_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.DescribeCorpusRequest.SerializeToString,
-                response_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.DescribeCorpusResponse.FromString,
+                request_serializer=tessera_dot_v1_dot_tessera__pb2.DescribeCorpusRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_tessera__pb2.DescribeCorpusResponse.FromString,
                 _registered_method=True)
         self.DropCorpus = channel.unary_unary(
                 '/tessera.v1.Tessera/DropCorpus',
-                request_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.DropCorpusRequest.SerializeToString,
-                response_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.DropCorpusResponse.FromString,
+                request_serializer=tessera_dot_v1_dot_tessera__pb2.DropCorpusRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_tessera__pb2.DropCorpusResponse.FromString,
                 _registered_method=True)
         self.Upsert = channel.stream_unary(
                 '/tessera.v1.Tessera/Upsert',
-                request_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.UpsertRequest.SerializeToString,
-                response_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.UpsertResponse.FromString,
+                request_serializer=tessera_dot_v1_dot_tessera__pb2.UpsertRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_tessera__pb2.UpsertResponse.FromString,
                 _registered_method=True)
         self.Get = channel.unary_unary(
                 '/tessera.v1.Tessera/Get',
-                request_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.GetRequest.SerializeToString,
-                response_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.GetResponse.FromString,
+                request_serializer=tessera_dot_v1_dot_tessera__pb2.GetRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_tessera__pb2.GetResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/tessera.v1.Tessera/Delete',
-                request_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.DeleteRequest.SerializeToString,
-                response_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.DeleteResponse.FromString,
+                request_serializer=tessera_dot_v1_dot_tessera__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_tessera__pb2.DeleteResponse.FromString,
                 _registered_method=True)
         self.Search = channel.unary_unary(
                 '/tessera.v1.Tessera/Search',
-                request_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.SearchRequest.SerializeToString,
-                response_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.SearchResponse.FromString,
+                request_serializer=tessera_dot_v1_dot_tessera__pb2.SearchRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_tessera__pb2.SearchResponse.FromString,
                 _registered_method=True)
         self.BatchSearch = channel.unary_unary(
                 '/tessera.v1.Tessera/BatchSearch',
-                request_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.BatchSearchRequest.SerializeToString,
-                response_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.BatchSearchResponse.FromString,
+                request_serializer=tessera_dot_v1_dot_tessera__pb2.BatchSearchRequest.SerializeToString,
+                response_deserializer=tessera_dot_v1_dot_tessera__pb2.BatchSearchResponse.FromString,
                 _registered_method=True)
 
 
@@ -176,63 +176,63 @@ def add_TesseraServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Embed': grpc.unary_unary_rpc_method_handler(
                     servicer.Embed,
-                    request_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.EmbedRequest.FromString,
-                    response_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.EmbedResponse.SerializeToString,
+                    request_deserializer=tessera_dot_v1_dot_tessera__pb2.EmbedRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_tessera__pb2.EmbedResponse.SerializeToString,
             ),
             'EmbedStream': grpc.stream_stream_rpc_method_handler(
                     servicer.EmbedStream,
-                    request_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.EmbedRequest.FromString,
-                    response_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.EmbedResponse.SerializeToString,
+                    request_deserializer=tessera_dot_v1_dot_tessera__pb2.EmbedRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_tessera__pb2.EmbedResponse.SerializeToString,
             ),
             'ListSpaces': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSpaces,
-                    request_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.ListSpacesRequest.FromString,
-                    response_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.ListSpacesResponse.SerializeToString,
+                    request_deserializer=tessera_dot_v1_dot_tessera__pb2.ListSpacesRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_tessera__pb2.ListSpacesResponse.SerializeToString,
             ),
             'CreateCorpus': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateCorpus,
-                    request_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.CreateCorpusRequest.FromString,
-                    response_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.CreateCorpusResponse.SerializeToString,
+                    request_deserializer=tessera_dot_v1_dot_tessera__pb2.CreateCorpusRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_tessera__pb2.CreateCorpusResponse.SerializeToString,
             ),
             'ListCorpora': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCorpora,
-                    request_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.ListCorporaRequest.FromString,
-                    response_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.ListCorporaResponse.SerializeToString,
+                    request_deserializer=tessera_dot_v1_dot_tessera__pb2.ListCorporaRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_tessera__pb2.ListCorporaResponse.SerializeToString,
             ),
             'DescribeCorpus': grpc.unary_unary_rpc_method_handler(
                     servicer.DescribeCorpus,
-                    request_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.DescribeCorpusRequest.FromString,
-                    response_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.DescribeCorpusResponse.SerializeToString,
+                    request_deserializer=tessera_dot_v1_dot_tessera__pb2.DescribeCorpusRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_tessera__pb2.DescribeCorpusResponse.SerializeToString,
             ),
             'DropCorpus': grpc.unary_unary_rpc_method_handler(
                     servicer.DropCorpus,
-                    request_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.DropCorpusRequest.FromString,
-                    response_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.DropCorpusResponse.SerializeToString,
+                    request_deserializer=tessera_dot_v1_dot_tessera__pb2.DropCorpusRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_tessera__pb2.DropCorpusResponse.SerializeToString,
             ),
             'Upsert': grpc.stream_unary_rpc_method_handler(
                     servicer.Upsert,
-                    request_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.UpsertRequest.FromString,
-                    response_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.UpsertResponse.SerializeToString,
+                    request_deserializer=tessera_dot_v1_dot_tessera__pb2.UpsertRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_tessera__pb2.UpsertResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
-                    request_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.GetRequest.FromString,
-                    response_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.GetResponse.SerializeToString,
+                    request_deserializer=tessera_dot_v1_dot_tessera__pb2.GetRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_tessera__pb2.GetResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
-                    request_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.DeleteRequest.FromString,
-                    response_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.DeleteResponse.SerializeToString,
+                    request_deserializer=tessera_dot_v1_dot_tessera__pb2.DeleteRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_tessera__pb2.DeleteResponse.SerializeToString,
             ),
             'Search': grpc.unary_unary_rpc_method_handler(
                     servicer.Search,
-                    request_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.SearchRequest.FromString,
-                    response_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.SearchResponse.SerializeToString,
+                    request_deserializer=tessera_dot_v1_dot_tessera__pb2.SearchRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_tessera__pb2.SearchResponse.SerializeToString,
             ),
             'BatchSearch': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchSearch,
-                    request_deserializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.BatchSearchRequest.FromString,
-                    response_serializer=proto_dot_tessera_dot_v1_dot_tessera__pb2.BatchSearchResponse.SerializeToString,
+                    request_deserializer=tessera_dot_v1_dot_tessera__pb2.BatchSearchRequest.FromString,
+                    response_serializer=tessera_dot_v1_dot_tessera__pb2.BatchSearchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,8 +260,8 @@ class Tessera:
             request,
             target,
             '/tessera.v1.Tessera/Embed',
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.EmbedRequest.SerializeToString,
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.EmbedResponse.FromString,
+            tessera_dot_v1_dot_tessera__pb2.EmbedRequest.SerializeToString,
+            tessera_dot_v1_dot_tessera__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -287,8 +287,8 @@ class Tessera:
             request_iterator,
             target,
             '/tessera.v1.Tessera/EmbedStream',
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.EmbedRequest.SerializeToString,
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.EmbedResponse.FromString,
+            tessera_dot_v1_dot_tessera__pb2.EmbedRequest.SerializeToString,
+            tessera_dot_v1_dot_tessera__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -314,8 +314,8 @@ class Tessera:
             request,
             target,
             '/tessera.v1.Tessera/ListSpaces',
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.ListSpacesRequest.SerializeToString,
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.ListSpacesResponse.FromString,
+            tessera_dot_v1_dot_tessera__pb2.ListSpacesRequest.SerializeToString,
+            tessera_dot_v1_dot_tessera__pb2.ListSpacesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -341,8 +341,8 @@ class Tessera:
             request,
             target,
             '/tessera.v1.Tessera/CreateCorpus',
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.CreateCorpusRequest.SerializeToString,
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.CreateCorpusResponse.FromString,
+            tessera_dot_v1_dot_tessera__pb2.CreateCorpusRequest.SerializeToString,
+            tessera_dot_v1_dot_tessera__pb2.CreateCorpusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -368,8 +368,8 @@ class Tessera:
             request,
             target,
             '/tessera.v1.Tessera/ListCorpora',
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.ListCorporaRequest.SerializeToString,
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.ListCorporaResponse.FromString,
+            tessera_dot_v1_dot_tessera__pb2.ListCorporaRequest.SerializeToString,
+            tessera_dot_v1_dot_tessera__pb2.ListCorporaResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -395,8 +395,8 @@ class Tessera:
             request,
             target,
             '/tessera.v1.Tessera/DescribeCorpus',
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.DescribeCorpusRequest.SerializeToString,
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.DescribeCorpusResponse.FromString,
+            tessera_dot_v1_dot_tessera__pb2.DescribeCorpusRequest.SerializeToString,
+            tessera_dot_v1_dot_tessera__pb2.DescribeCorpusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -422,8 +422,8 @@ class Tessera:
             request,
             target,
             '/tessera.v1.Tessera/DropCorpus',
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.DropCorpusRequest.SerializeToString,
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.DropCorpusResponse.FromString,
+            tessera_dot_v1_dot_tessera__pb2.DropCorpusRequest.SerializeToString,
+            tessera_dot_v1_dot_tessera__pb2.DropCorpusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -449,8 +449,8 @@ class Tessera:
             request_iterator,
             target,
             '/tessera.v1.Tessera/Upsert',
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.UpsertRequest.SerializeToString,
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.UpsertResponse.FromString,
+            tessera_dot_v1_dot_tessera__pb2.UpsertRequest.SerializeToString,
+            tessera_dot_v1_dot_tessera__pb2.UpsertResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -476,8 +476,8 @@ class Tessera:
             request,
             target,
             '/tessera.v1.Tessera/Get',
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.GetRequest.SerializeToString,
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.GetResponse.FromString,
+            tessera_dot_v1_dot_tessera__pb2.GetRequest.SerializeToString,
+            tessera_dot_v1_dot_tessera__pb2.GetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -503,8 +503,8 @@ class Tessera:
             request,
             target,
             '/tessera.v1.Tessera/Delete',
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.DeleteRequest.SerializeToString,
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.DeleteResponse.FromString,
+            tessera_dot_v1_dot_tessera__pb2.DeleteRequest.SerializeToString,
+            tessera_dot_v1_dot_tessera__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -530,8 +530,8 @@ class Tessera:
             request,
             target,
             '/tessera.v1.Tessera/Search',
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.SearchRequest.SerializeToString,
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.SearchResponse.FromString,
+            tessera_dot_v1_dot_tessera__pb2.SearchRequest.SerializeToString,
+            tessera_dot_v1_dot_tessera__pb2.SearchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -557,8 +557,8 @@ class Tessera:
             request,
             target,
             '/tessera.v1.Tessera/BatchSearch',
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.BatchSearchRequest.SerializeToString,
-            proto_dot_tessera_dot_v1_dot_tessera__pb2.BatchSearchResponse.FromString,
+            tessera_dot_v1_dot_tessera__pb2.BatchSearchRequest.SerializeToString,
+            tessera_dot_v1_dot_tessera__pb2.BatchSearchResponse.FromString,
             options,
             channel_credentials,
             insecure,

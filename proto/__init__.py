@@ -1,1 +1,0 @@
-"""The gRPC API (package tessera.v1): .proto sources and generated stubs."""
