@@ -138,7 +138,7 @@ class TesseraGrpc(PeerSystem):
             "index": "FAISS HNSW32 in a Tessera corpus",
             "M": M,
             "ef_construction": self.ef_construction,
-            "api": "`tessera serve` subprocess on 127.0.0.1; TesseraClient.upsert (stream) and .search",
+            "api": "`tessera serve` subprocess on 127.0.0.1; Client.upsert (stream) and .search",
             "durable": True,
         }
 
@@ -148,7 +148,7 @@ class TesseraGrpc(PeerSystem):
         return f"tessera 0.1.0 (grpcio {grpc.__version__})"
 
     def ingest(self, vectors: np.ndarray) -> None:
-        from tessera.client import TesseraClient
+        from tessera.client import Client
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tessera.cli", "serve", "--data-dir", str(self.root), "--port", "0"],
@@ -160,10 +160,10 @@ class TesseraGrpc(PeerSystem):
         line = self.proc.stdout.readline()
         if "serving on" not in line:
             raise RuntimeError(f"tessera serve did not start: {line!r}")
-        self.client = TesseraClient(line.split(" on ")[1].split(" ")[0], timeout=600)
+        self.client = Client(line.split(" on ")[1].split(" ")[0], timeout=600)
         self.space = f"vectors:{self.dim}"
         self.client.create_corpus(
-            "bench", space=self.space, modality="vector", factory=f"HNSW{M}", ef_construction=self.ef_construction
+            "bench", space=self.space, modality="vector", index=f"HNSW{M}", ef_construction=self.ef_construction
         )
         self.client.upsert(
             "bench", ({"id": str(i), "vector": vectors[i]} for i in range(len(vectors))), batch_size=1000

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
-from tessera.client import TesseraClient
+from tessera.client import Client
+from tessera.errors import TesseraError
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 32
@@ -113,7 +113,7 @@ class Ledger:
 
 
 def _writer(address: str, ledger: Ledger, trial: int, stop: threading.Event, rng: np.random.Generator) -> None:
-    with TesseraClient(address, timeout=30) as client:
+    with Client(address, timeout=30) as client:
         batch = 0
         while not stop.is_set():
             ids = [f"t{trial}-b{batch}-{i}" for i in range(64)]
@@ -123,7 +123,7 @@ def _writer(address: str, ledger: Ledger, trial: int, stop: threading.Event, rng
             items = [{"id": i, "vector": v, "metadata": m} for i, v, m in zip(ids, vectors, metas, strict=True)]
             try:
                 client.upsert(CRASH_CORPUS, items, modality="vector")
-            except grpc.RpcError:
+            except TesseraError:
                 ledger.uncertain.update(ids)
                 return
             ledger.items.update({i: (v, m) for i, v, m in zip(ids, vectors, metas, strict=True)})
@@ -134,7 +134,7 @@ def _writer(address: str, ledger: Ledger, trial: int, stop: threading.Event, rng
                 doomed = rng.choice(sorted(ledger.items), size=64, replace=False).tolist()
                 try:
                     client.delete(CRASH_CORPUS, ids=doomed)
-                except grpc.RpcError:
+                except TesseraError:
                     for i in doomed:
                         ledger.items.pop(i, None)
                     ledger.uncertain.update(doomed)
@@ -157,7 +157,7 @@ def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
 def verify(address: str, ledger: Ledger, rng: np.random.Generator) -> dict[str, int]:
     """Everything acknowledged is there, exactly; deletes stay deleted; count and search agree."""
     lost = wrong = resurrected = 0
-    with TesseraClient(address, timeout=120) as client:
+    with Client(address, timeout=120) as client:
         count = client.describe_corpus(CRASH_CORPUS)["count"]
         known = sorted(ledger.items)
         for start in range(0, len(known), 500):
@@ -193,7 +193,7 @@ def verify(address: str, ledger: Ledger, rng: np.random.Generator) -> dict[str, 
 def _settle_uncertain(address: str, ledger: Ledger) -> None:
     """After a restart, an unknown write is whatever the server kept: adopt it, so later trials check it too."""
     maybe = sorted(ledger.uncertain)
-    with TesseraClient(address, timeout=120) as client:
+    with Client(address, timeout=120) as client:
         for start in range(0, len(maybe), 500):
             for item in client.get(CRASH_CORPUS, maybe[start : start + 500], include_vectors=True):
                 ledger.items[item["id"]] = (np.asarray(item["vector"], dtype=np.float32), item["metadata"])
@@ -209,8 +209,8 @@ def crash_trials(trials: int, work: Path, seed: int = 0) -> dict[str, Any]:
     env = {"TESSERA_SNAPSHOT_WAL_MB": "1"}
     ledger = Ledger()
     server = ServerProcess(data, env=env)
-    with TesseraClient(server.address) as client:
-        client.create_corpus(CRASH_CORPUS, space=f"vectors:{DIM}", modality="vector", factory="HNSW32")
+    with Client(server.address) as client:
+        client.create_corpus(CRASH_CORPUS, space=f"vectors:{DIM}", modality="vector", index="HNSW32")
     phases = {p: 0 for p in PHASES}
     totals = {"lost": 0, "wrong": 0, "resurrected": 0, "count_mismatch": 0, "search_misses": 0, "unloadable": 0}
     for trial in range(trials):
@@ -279,7 +279,7 @@ def load(clients: int, seconds: float, work: Path, seed: int = 0) -> dict[str, A
 
     sentences = real_sentences(2000)
     server = ServerProcess(work / "load-data")
-    with TesseraClient(server.address, timeout=60) as admin:
+    with Client(server.address, timeout=60) as admin:
         admin.create_corpus("load-text", space="minilm", modality="text")
         admin.create_corpus("load-vectors", space=f"vectors:{DIM}", modality="vector")
         admin.upsert("load-text", [{"id": f"s{i}", "text": t} for i, t in enumerate(sentences[:500])])
@@ -291,7 +291,7 @@ def load(clients: int, seconds: float, work: Path, seed: int = 0) -> dict[str, A
 
     def client_loop(n: int) -> None:
         rng = random.Random(seed * 1000 + n)
-        with TesseraClient(server.address, timeout=60) as client:
+        with Client(server.address, timeout=60) as client:
             i = 0
             while time.monotonic() < deadline:
                 op = rng.choices(("search", "embed", "upsert"), weights=(5, 2, 3))[0]
@@ -307,8 +307,8 @@ def load(clients: int, seconds: float, work: Path, seed: int = 0) -> dict[str, A
                         vectors = np.random.default_rng(rng.randint(0, 1 << 30)).standard_normal((16, DIM))
                         items = [{"id": f"v{n}-{i}-{j}", "vector": v} for j, v in enumerate(vectors)]
                         client.upsert("load-vectors", items, modality="vector")
-                except grpc.RpcError as exc:
-                    errors.append(f"{op}: {exc.code().name}: {exc.details()}")
+                except TesseraError as exc:
+                    errors.append(f"{op}: {exc.code}: {exc.message}")
                     continue
                 latencies[op].append(time.perf_counter() - started)
                 i += 1

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tessera.client import TesseraClient
+from tessera.client import Client
 from tessera.embedder import load_space
 from tessera.index.catalog import Catalog
 from tessera.index.routing import Query, QueryPart, Router
@@ -100,8 +100,8 @@ def bench_search(n: int, n_queries: int, data: str) -> tuple[list[dict[str, Any]
         proc, address = start_server(Path(tmp))
         rows = []
         try:
-            with TesseraClient(address, timeout=120) as client:
-                client.create_corpus("bench", space=SPACE, modality="text", factory="HNSW32", ef_search=EF_SEARCH)
+            with Client(address, timeout=120) as client:
+                client.create_corpus("bench", space=SPACE, modality="text", index="HNSW32", ef_search=EF_SEARCH)
                 client.upsert(
                     "bench",
                     ({"id": str(i), "vector": xb[i]} for i in range(n)),
@@ -172,7 +172,7 @@ def bench_embed(calls: int, max_wait_ms: float) -> dict[str, float]:
             port = free_port()
             proc, address = start_server(Path(tmp), "--metrics-port", str(port), *extra)
             try:
-                with TesseraClient(address, timeout=300) as client:
+                with Client(address, timeout=300) as client:
                     client.embed(sentences[:8], space=SPACE)  # load the model before timing
                     items0, batches0 = batch_totals(port)
                     stats = run_clients(lambda s: client.embed([s], space=SPACE), sentences, 32)

@@ -114,8 +114,25 @@ class Engine:
                 self._spaces[base] = self._spaces[space.id] = space
             return space
 
+    def loaded_space(self, name: str) -> Space | None:
+        """The space if this engine has loaded it already (nothing is loaded here)."""
+        return self._spaces.get(name)
+
     def corpus_space(self, corpus: Corpus) -> Space:
         return self.space(corpus.space_id)
+
+    def query_space(self, corpora: Sequence[str] | None) -> str:
+        """The space a query without one is embedded in: the one space its corpora (or all corpora) share."""
+        names = list(corpora) if corpora else self.catalog.names()
+        spaces = sorted({self.corpus(n).space_id for n in names})
+        if len(spaces) == 1:
+            return spaces[0]
+        if not spaces:
+            raise ValueError("there are no corpora to search; create one first, or name a space to embed in")
+        raise ValueError(
+            f"the corpora searched are in {len(spaces)} spaces ({', '.join(spaces)}); "
+            "name the space to embed the query in, or pick corpora of one space"
+        )
 
     # ---- embedding -----------------------------------------------------------------------
     def _batcher(self, space: Space, modality: Modality) -> MicroBatcher:
@@ -253,9 +270,9 @@ class Engine:
             raise (LimitError if top_k > self.limits.max_top_k else ValueError)(
                 f"top_k must be between 1 and {self.limits.max_top_k}, got {top_k}"
             )
-        space = self.space(space_name)
         for name in corpora or []:
             self.corpus(name)  # NOT_FOUND before any embedding work
+        space = self.space(space_name or self.query_space(corpora))
         vectors = await self.embed_contents(space.id, [c for c, _ in parts])
         query = Query(
             parts=[QueryPart(c.modality, v, w) for (c, w), v in zip(parts, vectors, strict=True)],

@@ -20,10 +20,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 from tessera.background import ServerThread
-from tessera.client import Hit, TesseraClient
+from tessera.client import Client, Hit
+from tessera.errors import NotFound
 
 DEFAULT_SPACE = "digits"
 UNTRAINED_SPACES = {"minilm-bind-init"}
@@ -58,10 +58,30 @@ class QuickstartReport:
 
 
 def samples_dir() -> Path:
-    return Path(str(resources.files("services") / "samples"))
+    return Path(str(resources.files("tessera") / "samples"))
 
 
-def _embed_samples(client: TesseraClient, space: str, folder: Path) -> tuple[list[EmbeddedSample], int]:
+# What the quickstart reads from the sample folder: files, and folders with their file pattern.
+SAMPLE_FILES = ("sentences.txt", "digit_7.png", "seven_george.wav", "clip.mp4")
+SAMPLE_FOLDERS = {"digits": "*.png", "spoken": "*.wav"}
+
+
+def _check_samples(folder: Path) -> None:
+    """Fail loudly when a bundled sample is missing, rather than fill a corpus with 0 items."""
+    for name in SAMPLE_FILES:
+        if not (folder / name).is_file():
+            raise FileNotFoundError(
+                f"bundled sample {folder / name} is missing: the Tessera installation is incomplete; reinstall it"
+            )
+    for name, pattern in SAMPLE_FOLDERS.items():
+        if not any((folder / name).glob(pattern)):
+            raise FileNotFoundError(
+                f"bundled sample folder {folder / name} is missing or has no {pattern} files: "
+                "the Tessera installation is incomplete; reinstall it"
+            )
+
+
+def _embed_samples(client: Client, space: str, folder: Path) -> tuple[list[EmbeddedSample], int]:
     inputs: list[tuple[str, str, list[Any]]] = [
         ("text", "sentences.txt", _sentences(folder)[:4]),
         ("image", "digit_7.png", [(folder / "digit_7.png").read_bytes()]),
@@ -85,7 +105,7 @@ def _sentences(folder: Path) -> list[str]:
     return [s.strip() for s in (folder / "sentences.txt").read_text().splitlines() if s.strip()]
 
 
-def _fill_corpora(client: TesseraClient, space: str, folder: Path) -> list[dict[str, Any]]:
+def _fill_corpora(client: Client, space: str, folder: Path) -> list[dict[str, Any]]:
     corpora = {
         "passages": ("text", [{"id": f"s{i}", "text": s} for i, s in enumerate(_sentences(folder))]),
         "digit-images": (
@@ -119,7 +139,7 @@ def _fill_corpora(client: TesseraClient, space: str, folder: Path) -> list[dict[
     return [client.describe_corpus(name) for name in corpora]
 
 
-def _queries(client: TesseraClient, space: str, folder: Path) -> list[QueryRun]:
+def _queries(client: Client, space: str, folder: Path) -> list[QueryRun]:
     ann_question = "how does approximate nearest-neighbour search avoid scanning everything?"
     seven = (folder / "seven_george.wav").read_bytes()
     # (title, query as shown, query parts, search options); the routed query shows more hits.
@@ -156,16 +176,15 @@ def run_quickstart(
 ) -> QuickstartReport:
     """Start a server on 127.0.0.1 (data in `data_dir`, or a temporary directory), fill and query it."""
     folder = folder or samples_dir()
+    _check_samples(folder)
     with tempfile.TemporaryDirectory(prefix="tessera-quickstart-") as tmp:
         server = ServerThread(Path(data_dir or tmp)).start()
         try:
-            with TesseraClient(server.address, timeout=300) as client:
+            with Client(server.address, timeout=300) as client:
                 try:
                     samples, dim = _embed_samples(client, space, folder)
-                except grpc.RpcError as exc:
-                    if exc.code() is grpc.StatusCode.NOT_FOUND:
-                        raise ValueError(exc.details()) from None
-                    raise
+                except NotFound as exc:
+                    raise ValueError(exc.message) from None
                 corpora = _fill_corpora(client, space, folder)
                 queries = _queries(client, space, folder)
         finally:

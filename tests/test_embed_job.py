@@ -232,11 +232,11 @@ def test_a_different_job_is_refused_and_overwrite_replaces_it(tmp_path: Path, te
 
 def test_ingest_from_loads_vectors_and_refuses_another_space(tmp_path: Path, uninterrupted: Path) -> None:
     from tessera.background import ServerThread
-    from tessera.client import TesseraClient
+    from tessera.client import Client
 
     server = ServerThread(tmp_path / "data").start()
     try:
-        with TesseraClient(server.address) as client:
+        with Client(server.address) as client:
             client.create_corpus("docs", space="minilm", modality="text")
             client.create_corpus("pictures", space="digits", modality="image")
         env = {**os.environ, "TESSERA_SERVER": server.address}
@@ -245,7 +245,7 @@ def test_ingest_from_loads_vectors_and_refuses_another_space(tmp_path: Path, uni
         assert run.returncode == 0, stderr
         assert "upserted 2,000 items into docs" in stdout
         ids, vectors, table = _read(uninterrupted)
-        with TesseraClient(server.address) as client:
+        with Client(server.address) as client:
             assert client.describe_corpus("docs")["count"] == 2000
             stored = client.get("docs", [ids[123]], include_vectors=True)[0]
             np.testing.assert_allclose(stored["vector"], vectors[123], atol=1e-6)
@@ -259,7 +259,7 @@ def test_ingest_from_loads_vectors_and_refuses_another_space(tmp_path: Path, uni
         _, stderr = run.communicate(timeout=300)
         assert run.returncode != 0
         assert "space minilm@all-MiniLM-L6-v2" in stderr and "digits" in stderr and "Traceback" not in stderr
-        with TesseraClient(server.address) as client:
+        with Client(server.address) as client:
             assert client.describe_corpus("pictures")["count"] == 0
     finally:
         server.stop()

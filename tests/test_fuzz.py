@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, currently_in_test_context, event, example, g
 from hypothesis import strategies as st
 from PIL import Image
 from tessera.background import ServerThread
-from tessera.client import TesseraClient
+from tessera.client import Client
 from tessera.embedder.decode import decode_audio, decode_image, decode_text, decode_vector, decode_video
 from tessera.embedder.errors import DecodeError
 from tessera.index.filters import COMBINATORS, MAX_DEPTH, OPERATORS, RANGE_BOUNDS, FilterError, compile_filter
@@ -443,7 +443,7 @@ CALL_TIMEOUT_S = 30.0  # generous: the first text query loads MiniLM on a busy m
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     srv = ServerThread(tmp_path_factory.mktemp("fuzz-served")).start()
-    with TesseraClient(srv.address, timeout=120) as client:
+    with Client(srv.address, timeout=120) as client:
         client.wait_ready()
         client.create_corpus(CORPUS, space="minilm", modality="text")
         rows = [("jazz", 1959, ["live"]), ("rock", 1991, ["demo"]), ("folk", 2004, [])]
@@ -474,7 +474,7 @@ def status_of(call: Callable[[], Any]) -> grpc.StatusCode:
 
 
 def assert_serving(server: ServerThread) -> None:
-    with TesseraClient(server.address, timeout=10) as client:
+    with Client(server.address, timeout=10) as client:
         assert client.health() == "SERVING"
 
 

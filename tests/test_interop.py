@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tessera.background import ServerThread
-from tessera.client import TesseraClient
+from tessera.client import Client
 
 NODE_DIR = Path(__file__).parent / "node"
 SPACE = "minilm"
@@ -22,7 +22,7 @@ def test_node_client_matches_python_client(tmp_path: Path) -> None:
         pytest.fail("Node.js and `npm ci --prefix tests/node` are needed (.ci/run installs them)")
     server = ServerThread(tmp_path).start()
     try:
-        with TesseraClient(server.address) as client:
+        with Client(server.address) as client:
             client.create_corpus("docs", space=SPACE, modality="text")
             client.upsert(
                 "docs",

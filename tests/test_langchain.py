@@ -11,7 +11,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests, VectorStoreIntegrationTests
 from tessera.background import ServerThread
-from tessera.client import TesseraClient
+from tessera.client import Client
 from tessera.integrations.langchain import TesseraRetriever, TesseraVectorStore
 
 RETRIEVER_CORPUS = "retriever-passages"
@@ -43,7 +43,7 @@ class TestTesseraRetriever(RetrieversIntegrationTests):
     @classmethod
     def _passages(cls, server: ServerThread) -> None:
         sentences = resources.files("services").joinpath("samples/sentences.txt").read_text().splitlines()
-        with TesseraClient(server.address) as client:
+        with Client(server.address) as client:
             client.create_corpus(RETRIEVER_CORPUS, space="minilm", modality="text")
             client.upsert(RETRIEVER_CORPUS, [{"id": f"s{i}", "text": t} for i, t in enumerate(sentences) if t])
         cls.address = server.address
@@ -81,7 +81,7 @@ def test_vector_store_with_server_side_embedding_filters_and_scores(server: Serv
 
 
 def test_retriever_metadata_names_corpus_modality_scores_and_uri(server: ServerThread, tmp_path: Path) -> None:
-    with TesseraClient(server.address) as client:
+    with Client(server.address) as client:
         client.create_corpus("meta-images", space="digits", modality="image")
         client.create_corpus("meta-text", space="digits", modality="text")
         seven = resources.files("services").joinpath("samples/digits/7.png")

@@ -8,7 +8,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from tessera.client import TesseraClient
+from tessera.client import Client
+from tessera.errors import NotFound, TesseraError
 from tessera.v1 import tessera_pb2 as pb
 from tessera.v1 import tessera_pb2_grpc as pb_grpc
 
@@ -38,7 +39,9 @@ def test_ten_seconds_of_mixed_load_from_sixteen_clients_has_no_errors(tmp_path: 
 def _code(call) -> grpc.StatusCode:
     try:
         call()
-    except grpc.RpcError as exc:
+    except TesseraError as exc:  # Tessera's client
+        return grpc.StatusCode[exc.code]
+    except grpc.RpcError as exc:  # a raw stub
         return exc.code()
     return grpc.StatusCode.OK
 
@@ -50,7 +53,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory):
         *("--max-message-mb", "1", "--max-items", "8", "--max-top-k", "20", "--max-query-parts", "2"),
         *("--max-batch-queries", "3", "--max-concurrent-rpcs", "2"),
     )
-    with TesseraClient(server.address) as client:
+    with Client(server.address) as client:
         client.create_corpus("docs", space="minilm", modality="text")
         client.upsert("docs", [{"id": f"d{i}", "text": f"document number {i}"} for i in range(8)])
     yield server
@@ -59,7 +62,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory):
 
 def test_every_configured_limit_is_enforced_with_the_documented_status(limited: ServerProcess) -> None:
     exhausted = grpc.StatusCode.RESOURCE_EXHAUSTED
-    with TesseraClient(limited.address) as client:
+    with Client(limited.address) as client:
         ok = grpc.StatusCode.OK
         assert _code(lambda: client.search("document", space="minilm", corpora=["docs"], top_k=20)) == ok
         assert _code(lambda: client.search("document", space="minilm", corpora=["docs"], top_k=21)) == exhausted
@@ -77,12 +80,11 @@ def test_a_network_server_loads_no_space_from_a_path_a_client_names(limited: Ser
     from tessera.embedder import load_space, save_space
 
     save_space(load_space("minilm"), tmp_path / "planted")  # a real, loadable space directory on the server's disk
-    with TesseraClient(limited.address) as client:
+    with Client(limited.address) as client:
         for name in (str(tmp_path / "planted"), "../planted", "openclip:ViT-B-32//etc/hosts"):
-            with pytest.raises(grpc.RpcError) as refused:
+            with pytest.raises(NotFound) as refused:
                 client.embed(["hello"], space=name)
-            assert refused.value.code() == grpc.StatusCode.NOT_FOUND, name
-            assert "--allow-space-paths" in refused.value.details()
+            assert "--allow-space-paths" in refused.value.message, name
         assert client.embed(["hello"], space="minilm").shape == (1, 384)
 
 
@@ -113,7 +115,7 @@ def test_vectors_survive_identically_through_the_crash_ledger(tmp_path: Path) ->
 
     server = ServerProcess(tmp_path / "data")
     try:
-        with TesseraClient(server.address) as client:
+        with Client(server.address) as client:
             client.create_corpus(CRASH_CORPUS, space=f"vectors:{DIM}", modality="vector")
             vector = np.ones(DIM, dtype=np.float32) / np.sqrt(DIM)
             client.upsert(CRASH_CORPUS, [{"id": "a", "vector": vector, "metadata": {"k": 1}}], modality="vector")

@@ -191,11 +191,11 @@ def test_training_writes_a_space_load_space_reads(trained, manifest: Path) -> No
 
 def test_a_trained_space_is_served(trained) -> None:
     from tessera.background import ServerThread
-    from tessera.client import TesseraClient
+    from tessera.client import Client
 
     srv = ServerThread(trained.output.parent / "served").start()
     try:
-        with TesseraClient(srv.address, timeout=60) as client:
+        with Client(srv.address, timeout=60) as client:
             client.wait_ready()
             clip = (FSDD / "3_theo_7.wav").read_bytes()
             served = client.embed([clip], modality="audio", space=str(trained.output))

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import grpc
 from tessera.client import Hit
+from tessera.errors import DeadlineExceeded, Unavailable
 
 
-class TesseraUnavailableError(ConnectionError):
+class TesseraUnavailableError(Unavailable):
     """The server could not be reached, or did not answer within the adapter's timeout."""
 
 
@@ -19,19 +19,16 @@ def clear_connection_errors(address: str, timeout: float | None) -> Iterator[Non
     """Turns 'no server' and 'too slow' into one error that says which server and how long was waited."""
     try:
         yield
-    except grpc.RpcError as exc:
-        code = exc.code() if hasattr(exc, "code") else None
-        if code == grpc.StatusCode.UNAVAILABLE:
-            raise TesseraUnavailableError(
-                f"no Tessera server answers at {address} ({exc.details()}); start one with `tessera serve` "
-                "or pass the right address"
-            ) from exc
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            raise TesseraUnavailableError(
-                f"the Tessera server at {address} did not answer within {timeout} s; raise `timeout` "
-                "or check the server's load"
-            ) from exc
-        raise
+    except Unavailable as exc:
+        raise TesseraUnavailableError(
+            f"no Tessera server answers at {address} ({exc.message}); start one with `tessera serve` "
+            "or pass the right address"
+        ) from exc
+    except DeadlineExceeded as exc:
+        raise TesseraUnavailableError(
+            f"the Tessera server at {address} did not answer within {timeout} s; raise `timeout` "
+            "or check the server's load"
+        ) from exc
 
 
 def hit_metadata(hit: Hit) -> dict[str, Any]:

@@ -1,0 +1,7 @@
+"""`python -m tessera` runs the `tessera` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
