@@ -16,10 +16,24 @@ NODE_DIR = Path(__file__).parent / "node"
 SPACE = "minilm"
 
 
+def _node_client() -> str:
+    """The node binary, with the test's locked packages installed (once) from tests/node/package-lock.json."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.fail("the interop test needs Node.js and npm on PATH (apt install nodejs npm)")
+    if not (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
+        done = subprocess.run(
+            [npm, "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, f"npm ci --prefix tests/node failed:\n{done.stderr[-2000:]}"
+    return node
+
+
 def test_node_client_matches_python_client(tmp_path: Path) -> None:
-    node = shutil.which("node")
-    if node is None or not (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
-        pytest.fail("Node.js and `npm ci --prefix tests/node` are needed (.ci/run installs them)")
+    node = _node_client()
     server = ServerThread(tmp_path).start()
     try:
         with Client(server.address) as client:
