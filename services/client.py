@@ -17,6 +17,7 @@ mutual TLS, a client certificate and key.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -171,6 +172,10 @@ class _Remote:
         except grpc.RpcError as exc:
             feed.reraise()
             raise _rpc_error(exc, self.address) from None
+        except asyncio.CancelledError:
+            # grpc.aio cancels the call when the request iterator raises; that error is the answer.
+            feed.reraise()
+            raise
 
     async def aembed_stream(self, requests: Iterable[Any], timeout: float | None) -> AsyncIterator[Any]:
         feed = RequestFeed(requests)
@@ -180,6 +185,9 @@ class _Remote:
         except grpc.RpcError as exc:
             feed.reraise()
             raise _rpc_error(exc, self.address) from None
+        except asyncio.CancelledError:
+            feed.reraise()
+            raise
 
     async def ahealth(self, service: str, timeout: float | None) -> str:
         from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -583,8 +591,6 @@ class AsyncClient(_Options):
         """See `Client.wait_ready`."""
         if self.embedded:
             return
-        import asyncio
-
         try:
             await asyncio.wait_for(self._t.channel.channel_ready(), timeout)
         except (asyncio.TimeoutError, TimeoutError):
@@ -746,9 +752,7 @@ class AsyncClient(_Options):
     async def close(self) -> None:
         """See `Client.close`."""
         if self.embedded:
-            import asyncio
-
-            await asyncio.to_thread(self._t.close)
+                await asyncio.to_thread(self._t.close)
         else:
             await self._t.aclose()
 
