@@ -11,6 +11,7 @@ from typing import Any
 
 from tessera.embedder.modality import Modality
 
+from . import dirlock
 from .config import IndexConfig
 from .corpus import MANIFEST, Corpus
 
@@ -45,6 +46,8 @@ class Catalog:
         self._dir.mkdir(parents=True, exist_ok=True)
         self._open: dict[str, Corpus] = {}
         self._lock = threading.Lock()
+        # A read-only catalog writes nothing, so it needs no exclusive hold on the directory.
+        self._dir_lock = None if read_only else dirlock.acquire(self.root)
 
     def names(self) -> list[str]:
         return sorted(p.name for p in self._dir.iterdir() if (p / MANIFEST).exists())
@@ -61,7 +64,7 @@ class Catalog:
         modality: Modality | str,
         dim: int,
         similarity: str = "cosine",
-        index: IndexConfig | dict[str, Any] | None = None,
+        index: IndexConfig | dict[str, Any] | str | None = None,
     ) -> Corpus:
         check_name(name)
         config = index if isinstance(index, IndexConfig) else IndexConfig.from_json(index)
@@ -119,6 +122,9 @@ class Catalog:
             for corpus in self._open.values():
                 corpus.close()
             self._open.clear()
+            if self._dir_lock is not None:
+                dirlock.release(self._dir_lock)
+                self._dir_lock = None
 
     def __enter__(self) -> Catalog:
         return self

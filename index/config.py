@@ -50,7 +50,12 @@ class IndexConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> IndexConfig:
+    def from_json(cls, data: dict[str, Any] | str | None) -> IndexConfig:
+        """Settings as a dict, or just the factory string (`"HNSW32"`), as the client and CLI take it."""
+        if isinstance(data, str):
+            data = {"factory": data}
+        if data is not None and not isinstance(data, dict):
+            raise ValueError(f"index: give a factory string such as 'HNSW32' or a dict of settings, not {data!r:.80}")
         data = dict(data or {})
         known = {k: data.pop(k) for k in list(data) if k in cls.__dataclass_fields__}
         if data:

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 from tessera.embedder import Modality, UnknownSpaceError, list_spaces
 from tessera.index.catalog import CorpusExistsError, CorpusNotFoundError
 from tessera.index.corpus import CorpusError
+from tessera.index.dirlock import DataDirLockedError
 from tessera.v1 import tessera_pb2 as pb
 
 from .convert import FUSION_FROM_PB, content_from_pb, hit_to_pb
@@ -50,7 +51,7 @@ def status_of(exc: BaseException) -> tuple[str, str]:
         return "NOT_FOUND", str(exc).strip("'\"")
     if isinstance(exc, CorpusExistsError):
         return "ALREADY_EXISTS", str(exc)
-    if isinstance(exc, CorpusError):
+    if isinstance(exc, (CorpusError, DataDirLockedError)):
         return "FAILED_PRECONDITION", str(exc)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "DEADLINE_EXCEEDED", "the request's deadline passed before it finished"

@@ -15,7 +15,7 @@ import pytest
 from tessera.auth import METHOD_ROLES, ROLES, KeyStore, allows
 from tessera.background import ServerThread
 from tessera.client import Client
-from tessera.errors import Unauthenticated
+from tessera.errors import TesseraError, Unauthenticated
 from tessera.server import TLSConfig
 from tessera.v1 import tessera_pb2 as pb
 from tessera.v1 import tessera_pb2_grpc as pb_grpc
@@ -62,8 +62,10 @@ def _calls(stub: pb_grpc.TesseraStub) -> dict[str, Callable[[tuple], object]]:
 def _status(call: Callable[[tuple], object], metadata: tuple) -> grpc.StatusCode:
     try:
         call(metadata)
-    except grpc.RpcError as exc:
+    except grpc.RpcError as exc:  # a raw stub
         return exc.code()
+    except TesseraError as exc:  # Tessera's client
+        return grpc.StatusCode[exc.code]
     return grpc.StatusCode.OK
 
 

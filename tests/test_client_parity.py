@@ -301,3 +301,31 @@ def test_connect_picks_embedded_or_remote_from_the_target(tmp_path: Path) -> Non
         assert db.embedded and db.list_corpora() == []
         with pytest.raises(AttributeError):
             db.channel  # noqa: B018
+
+
+def test_a_data_directory_open_in_another_process_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = tmp_path / "shared-dir"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, tessera; db = tessera.connect({str(data)!r}); print('open', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(tessera.FailedPrecondition) as refused:
+            tessera.connect(data)
+        assert f"pid {holder.pid}" in refused.value.message and "another process" in refused.value.message
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel dropped the lock with the process, even though it was killed: the directory opens.
+    with tessera.connect(data) as db:
+        assert db.list_corpora() == []
