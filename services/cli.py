@@ -71,11 +71,9 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace):
-    from tessera.client import TesseraClient
+    from tessera.client import Client
 
-    return TesseraClient(
-        args.server, api_key=args.api_key, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key
-    )
+    return Client(args.server, api_key=args.api_key, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -135,7 +133,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
                 args.name,
                 space=args.space,
                 modality=args.modality,
-                factory=args.index,
+                index=args.index,
                 nprobe=args.nprobe,
                 ef_search=args.ef_search,
                 ef_construction=args.ef_construction,
@@ -154,44 +152,57 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tessera.ingest import Chunking, embeddings_items, items_from
+    from tessera.ingest import Chunking, IngestOptions, ingest
 
     corpus_name = args.corpus_option or args.corpus
     path = args.from_path or args.path
     if not corpus_name or not path:
         raise ValueError("name the corpus and the input: tessera ingest CORPUS PATH, or --corpus NAME --from PATH")
+    options = IngestOptions(
+        id_column=args.id_column,
+        text_column=args.text_column,
+        chunking=Chunking(args.chunk_size, args.chunk_overlap),
+        on_error=args.on_error,
+        errors_file=Path(args.errors_file) if args.errors_file else None,
+        batch_size=args.batch_size,
+    )
     with _client(args) as client:
-        corpus = client.describe_corpus(corpus_name)
-        total = None
-        if args.from_path:
-            total, items = embeddings_items(Path(path), corpus)
-        else:
-            items = items_from(
-                Path(path),
-                corpus["modality"],
-                id_column=args.id_column,
-                text_column=args.text_column,
-                chunking=Chunking(args.chunk_size, args.chunk_overlap),
-            )
-        count = client.upsert(
-            corpus_name, items, modality=corpus["modality"], batch_size=args.batch_size, progress=True, total=total
+        summary = ingest(
+            client, corpus_name, Path(path), embeddings=bool(args.from_path), options=options, progress=True
         )
-    print(f"upserted {count:,} items into {corpus_name}")
+    print(summary.format())
     return 0
+
+
+def _json_filter(text: str | None, flag: str = "--filter") -> dict | None:
+    import json
+
+    if text is None:
+        return None
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{flag} is not valid JSON ({exc.msg} at column {exc.colno}): {shown}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f'{flag} must be a JSON object such as \'{{"year": {{"eq": 2020}}}}\', not: {shown}')
+    return value
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
-    value = args.query if args.modality == "text" else Path(args.query).read_bytes()
+    from tessera.ingest import query_part
+
+    query_filter = _json_filter(args.filter)
+    modality, value = query_part(args.query, args.modality)
     with _client(args) as client:
         result = client.search(
-            [(args.modality, value)],
+            [(modality, value)],
             space=args.space,
             top_k=args.top_k,
             corpora=args.corpus or None,
-            filter=json.loads(args.filter) if args.filter else None,
+            filter=query_filter,
             fusion=args.fusion,
         )
     for rank, hit in enumerate(result.hits, 1):
@@ -200,24 +211,26 @@ def _cmd_search(args: argparse.Namespace) -> int:
             f"{rank:>3}. {hit.corpus}/{hit.id}  raw {hit.raw_score:+.3f}  calibrated {hit.calibrated_score:+.3f}  "
             f"{label[:80]}"
         )
+    if not result.hits:
+        where = f"in corpora {', '.join(result.searched)}" if result.searched else "(no corpus was searched)"
+        print(f"no hits {where}" + (" matching --filter" if query_filter is not None and result.searched else ""))
     for corpus, reason in result.skipped:
         print(f"     skipped {corpus}: {reason}")
     return 0
 
 
 def _cmd_rag(args: argparse.Namespace) -> int:
-    import json
-
     from tessera.rag import build_context
 
+    query_filter = _json_filter(args.filter)
     with _client(args) as client:
         context = build_context(
             client,
             args.question,
             space=args.space,
-            corpora=args.corpora,
+            corpora=args.corpus,
             top_k=args.top_k,
-            filter=json.loads(args.filter) if args.filter else None,
+            filter=query_filter,
             timeout=args.timeout,
         )
     print(context.to_json() if args.format == "json" else context.to_markdown(), end="")
@@ -230,12 +243,21 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
         default=os.environ.get("TESSERA_SERVER", "127.0.0.1:50051"),
-        help="server address (default: $TESSERA_SERVER or %(default)s)",
+        help="server address host:port, or a data directory to open in this process "
+        "(default: $TESSERA_SERVER or %(default)s)",
     )
     parser.add_argument("--api-key", default=os.environ.get("TESSERA_API_KEY"), help="API key ($TESSERA_API_KEY)")
     parser.add_argument("--tls-ca", help="CA bundle that signed the server's certificate (turns TLS on)")
     parser.add_argument("--tls-cert", help="client certificate, for servers that require mutual TLS")
     parser.add_argument("--tls-key", help="client private key, with --tls-cert")
+
+
+class _DeprecatedCorpora(argparse.Action):
+    """`--corpora NAME`, the old spelling of `--corpus NAME`: one name per flag, so it never takes the question."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values, option_string=None):
+        print(f"{parser.prog}: --corpora is deprecated; use --corpus NAME (repeatable)", file=sys.stderr)
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), values])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -413,12 +435,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser(
         "ingest",
-        help="upsert `tessera embed` output, a Parquet or JSONL file, or a folder of files into a corpus",
-        description="Stream items into a corpus on a running server. --from loads `tessera embed` output "
-        "(precomputed vectors, no re-embedding; refused unless its space and dim match the corpus). Otherwise, "
-        "Parquet rows need an id column and a vector or text column; JSONL lines need id plus text, vector or "
-        "path; a folder is read by file suffix and embedded by the server. Text documents (.txt, .md, .rst, "
-        ".html) are split into overlapping chunks whose metadata keeps the source file and character offsets.",
+        help="upsert `tessera embed` output, a JSONL, CSV or Parquet file, or a folder of files into a corpus",
+        description=(
+            "Stream items into a corpus on a running server (or a data directory, see --server).\n\n"
+            "--from loads `tessera embed` output: precomputed vectors, no re-embedding; refused unless its\n"
+            "space and dim match the corpus.\n\n"
+            "Tables (.jsonl/.ndjson, .csv, .parquet): each line or row is one item. Its `id` field (or\n"
+            "--id-column) is the id; its content is `text` (or --text-column), `vector` (a list of numbers),\n"
+            "or `path` (a file, relative to the table's folder, read and sent to be embedded); `uri` is\n"
+            "stored as given. Every other top-level field becomes metadata (filterable), and a `metadata`\n"
+            'object merges in over them: {"id": "a", "text": "...", "year": 2020} stores year.\n'
+            "CSV cells are strings; empty cells are left out.\n\n"
+            "Folders are read by file suffix (image, audio or video files for a media corpus; .txt, .md,\n"
+            ".rst, .html documents for a text corpus) and embedded by the server. Text documents are split\n"
+            "into overlapping chunks whose metadata keeps the source file and character offsets.\n\n"
+            "Stored paths: an item read from a file stores the file's absolute, resolved path as its uri\n"
+            "(folders, a table's `path`, and --from alike), whatever directory the command ran in.\n"
+            "Ids, and the `path` / `source` metadata of a folder, are relative to the folder.\n\n"
+            "Bad records (a line that is not JSON, no id, nothing to embed, an unreadable or undecodable\n"
+            "file) are checked before they are sent: the first one stops the run, naming the file and\n"
+            "line (--on-error fail, default), or with --on-error skip each is skipped, listed in the\n"
+            "errors file (JSON Lines: source, line, error) and counted in the summary."
+        ),
+        epilog="examples:\n"
+        "  tessera ingest notes notes.jsonl\n"
+        "  tessera ingest photos ./photos --on-error skip --errors-file bad-photos.jsonl\n"
+        "  tessera ingest --from docs-vectors/ --corpus docs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ingest.add_argument("corpus", nargs="?", help="corpus name (or --corpus)")
     ingest.add_argument("path", nargs="?", help="file or folder to upsert, embedded server-side")
@@ -426,9 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--from", dest="from_path", metavar="EMBEDDINGS", help="`tessera embed` output directory or part file"
     )
-    ingest.add_argument("--id-column", default="id")
-    ingest.add_argument("--text-column", help="Parquet column with the text to embed server-side")
-    ingest.add_argument("--batch-size", type=int, default=256, help="items per upsert message")
+    ingest.add_argument("--id-column", default="id", help="tables: the field holding ids (default: %(default)s)")
+    ingest.add_argument("--text-column", help="tables: the field holding the text to embed (default: text)")
+    ingest.add_argument("--batch-size", type=int, default=256, help="items per upsert message (default: %(default)s)")
     ingest.add_argument(
         "--chunk-size", type=int, default=1000, help="text documents: characters per chunk (default: %(default)s)"
     )
@@ -438,19 +481,38 @@ def build_parser() -> argparse.ArgumentParser:
         default=200,
         help="text documents: characters shared by neighbouring chunks (default: %(default)s)",
     )
+    ingest.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="a bad record or file stops the run (fail, default) or is skipped and listed in the errors file",
+    )
+    ingest.add_argument(
+        "--errors-file",
+        metavar="PATH",
+        help="where skipped records are listed, one JSON line each (default with skip: "
+        "./ingest-errors-CORPUS.jsonl, written only when something is skipped)",
+    )
     _add_client_options(ingest)
     ingest.set_defaults(func=_cmd_ingest)
 
     search = sub.add_parser(
         "search",
         help="search a running server",
-        description="Search across corpora: routed by modality unless --corpus names them.",
+        description="Search across corpora: routed by modality unless --corpus names them. A query that is "
+        "the path of an existing image, audio or video file (.png .jpg .jpeg .webp, .wav .flac .mp3, .mp4 .webm "
+        ".mov, ...) is embedded as that modality; one with such a suffix that names no file is refused (pass "
+        "--modality text to search the words). No hits prints a line saying so, and exits 0.",
     )
-    search.add_argument("query", help="text, or a file path for --modality image/audio/video")
+    search.add_argument("query", help="text, or the path of an image, audio or video file")
     search.add_argument("--space", default="minilm", help="space to embed the query in (default: %(default)s)")
-    search.add_argument("--modality", default="text", choices=["text", "image", "audio", "video"])
-    search.add_argument("--top-k", type=int, default=10)
-    search.add_argument("--corpus", action="append", help="search only this corpus (repeatable)")
+    search.add_argument(
+        "--modality",
+        choices=["text", "image", "audio", "video"],
+        help="what the query is (default: a media file by its suffix, else text)",
+    )
+    search.add_argument("--top-k", type=int, default=10, help="how many hits (default: %(default)s)")
+    search.add_argument("--corpus", action="append", metavar="NAME", help="search only this corpus (repeatable)")
     search.add_argument("--filter", help='JSON metadata filter, e.g. \'{"year": {"range": {"gte": 2020}}}\'')
     search.add_argument("--fusion", default="calibrated", choices=["calibrated", "pair", "rrf", "raw"])
     _add_client_options(search)
@@ -460,12 +522,15 @@ def build_parser() -> argparse.ArgumentParser:
         "rag",
         help="retrieve across corpora and print a prompt-ready context with citations",
         description="Search for the question (routed by modality across every corpus of the space, or only "
-        "--corpora), then print the context a language model needs: numbered text passages with their "
+        "--corpus), then print the context a language model needs: numbered text passages with their "
         "source and character offsets, and references to the images, audio and video that matched. "
         "No model is called; --format json includes a ready prompt.",
     )
     rag.add_argument("question")
-    rag.add_argument("--corpora", nargs="+", help="search only these corpora (default: route across all)")
+    rag.add_argument(
+        "--corpus", action="append", metavar="NAME", help="search only this corpus (repeatable; default: route)"
+    )
+    rag.add_argument("--corpora", action=_DeprecatedCorpora, dest="corpus", metavar="NAME", help=argparse.SUPPRESS)
     rag.add_argument("--space", default="minilm", help="space to embed the question in (default: %(default)s)")
     rag.add_argument("--top-k", type=int, default=8, help="how many items to cite (default: %(default)s)")
     rag.add_argument("--filter", help="JSON metadata filter, as for `tessera search`")
@@ -479,9 +544,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import grpc
+    from tessera.errors import TesseraError
 
     try:
         return int(args.func(args))
+    except TesseraError as exc:  # before ValueError: InvalidArgument is one
+        print(f"tessera {args.command}: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
     except grpc.RpcError as exc:
         print(f"tessera {args.command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1

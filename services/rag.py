@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tessera.client import Hit, TesseraClient
+from tessera.client import Client, Hit
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def _citation(number: int, hit: Hit) -> Citation:
 
 
 def build_context(
-    client: TesseraClient,
+    client: Client,
     question: str,
     *,
     space: str = "minilm",

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from tessera.background import ServerThread
 from tessera.chunking import chunk_text, html_to_text
-from tessera.client import TesseraClient
+from tessera.client import Client
 from tessera.integrations.common import TesseraUnavailableError
-from tessera.integrations.langchain import TesseraRetriever
+from tessera.integrations.langchain import TesseraRetriever, TesseraVectorStore
 from tessera.integrations.llama_index import TesseraLlamaRetriever
 from tessera.rag import build_context
 
@@ -79,7 +79,7 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def docs_server(tmp_path_factory: pytest.TempPathFactory, documents: Path) -> Iterator[ServerThread]:
     server = ServerThread(tmp_path_factory.mktemp("rag")).start()
-    with TesseraClient(server.address) as client:
+    with Client(server.address) as client:
         client.create_corpus("docs", space="minilm", modality="text")
         client.create_corpus("readme", space="minilm", modality="text")
     chunking = ("--chunk-size", "300", "--chunk-overlap", "60")
@@ -121,7 +121,7 @@ def test_html_documents_lose_tags_scripts_and_styles() -> None:
 
 def test_ingested_chunks_keep_source_and_offsets(docs_server: ServerThread) -> None:
     text = README.read_text()
-    with TesseraClient(docs_server.address) as client:
+    with Client(docs_server.address) as client:
         count = client.describe_corpus("readme")["count"]
         assert count == len(chunk_text(text, 300, 60))
         item = client.get("readme", ["README.md#3"])[0]
@@ -133,7 +133,7 @@ def test_ingested_chunks_keep_source_and_offsets(docs_server: ServerThread) -> N
 def test_context_builder_cites_the_chunk_that_answers(docs_server: ServerThread, documents: Path) -> None:
     text, mark = _answer_span(documents)
     asked: list[str] = []
-    with TesseraClient(docs_server.address) as client:
+    with Client(docs_server.address) as client:
         context = build_context(client, QUESTION, corpora=["docs"], top_k=5)
         answered = build_context(client, QUESTION, corpora=["docs"], generate=lambda p: asked.append(p) or "ok")
     top = context.passages[0]
@@ -149,12 +149,12 @@ def test_context_builder_cites_the_chunk_that_answers(docs_server: ServerThread,
 
 
 def test_rag_command_prints_markdown_and_json(docs_server: ServerThread) -> None:
-    as_json = _tessera("rag", QUESTION, "--corpora", "docs", "--format", "json", address=docs_server.address)
+    as_json = _tessera("rag", QUESTION, "--corpus", "docs", "--format", "json", address=docs_server.address)
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
     assert data["question"] == QUESTION and data["passages"][0]["source"] == ANSWER_SOURCE
     assert data["passages"][0]["number"] == 1 and "Question: " + QUESTION in data["prompt"]
-    as_md = _tessera("rag", QUESTION, "--corpora", "docs", address=docs_server.address)
+    as_md = _tessera("rag", QUESTION, "--corpus", "docs", address=docs_server.address)
     assert as_md.returncode == 0, as_md.stderr
     assert as_md.stdout.startswith("## Question") and "**[1]**" in as_md.stdout
     assert f"{ANSWER_SOURCE}, characters" in as_md.stdout
@@ -166,7 +166,7 @@ def test_context_builder_routes_to_media_corpora_and_references_them(tmp_path: P
     server = ServerThread(tmp_path / "data").start()
     try:
         samples = resources.files("services").joinpath("samples")
-        with TesseraClient(server.address) as client:
+        with Client(server.address) as client:
             client.create_corpus("notes", space="digits", modality="text")
             client.create_corpus("digit-images", space="digits", modality="image")
             client.upsert(
@@ -191,7 +191,7 @@ def test_llama_index_retriever_returns_nodes_with_scores_and_metadata(
 ) -> None:
     from llama_index.core.schema import NodeWithScore
 
-    retriever = TesseraLlamaRetriever(address=docs_server.address, corpora=["docs"], top_k=3)
+    retriever = TesseraLlamaRetriever(address=docs_server.address, corpora=["docs"], similarity_top_k=3)
     nodes = retriever.retrieve(QUESTION)
     assert len(nodes) == 3 and all(isinstance(n, NodeWithScore) for n in nodes)
     top = nodes[0]
@@ -201,6 +201,34 @@ def test_llama_index_retriever_returns_nodes_with_scores_and_metadata(
     assert top.node.metadata["corpus"] == "docs" and top.node.metadata["modality"] == "text"
     assert top.score == top.node.metadata["calibrated_score"]
     assert nodes[0].score >= nodes[1].score >= nodes[2].score
+
+
+def test_adapters_refuse_unknown_arguments_at_construction_naming_the_right_one() -> None:
+    # Before, TesseraLlamaRetriever(k=1) constructed and then failed in retrieve() inside the client,
+    # and TesseraRetriever(top_k=1) silently searched with the default k.
+    with pytest.raises(TypeError) as llama:
+        TesseraLlamaRetriever(address="127.0.0.1:1", k=1)
+    assert str(llama.value) == (
+        "TesseraLlamaRetriever() got an unexpected keyword argument 'k'; "
+        "the number of nodes to return is similarity_top_k (LlamaIndex's name)"
+    )
+    with pytest.raises(TypeError, match="'top_k'; the number of nodes to return is similarity_top_k"):
+        TesseraLlamaRetriever(top_k=1)
+    with pytest.raises(TypeError, match="'api_kee'; did you mean 'api_key'"):
+        TesseraLlamaRetriever(api_kee="secret")
+    assert TesseraLlamaRetriever(similarity_top_k=2, api_key="secret").client_options == {"api_key": "secret"}
+    with pytest.raises(TypeError) as langchain:
+        TesseraRetriever(top_k=1)
+    assert str(langchain.value) == (
+        "TesseraRetriever() got an unexpected keyword argument 'top_k'; "
+        "the number of documents to return is k (LangChain's name)"
+    )
+    with pytest.raises(TypeError, match=r"pass tessera.Client options in client_options=\{'tls_ca': ...\}"):
+        TesseraRetriever(tls_ca="ca.pem")
+    with pytest.raises(TypeError, match="'k', which is an argument of TesseraRetriever itself"):
+        TesseraRetriever(client_options={"k": 1})
+    with pytest.raises(TypeError, match=r"'k'; k is given per search: similarity_search\(query, k=...\)"):
+        TesseraVectorStore("docs", k=3, create=False)
 
 
 def _free_port() -> int:
@@ -238,6 +266,8 @@ def test_a_server_that_never_answers_times_out_clearly() -> None:
 
 async def test_async_retrievers_query_the_real_server(docs_server: ServerThread) -> None:
     docs = await TesseraRetriever(address=docs_server.address, corpora=["docs"], k=2).ainvoke(QUESTION)
-    nodes = await TesseraLlamaRetriever(address=docs_server.address, corpora=["docs"], top_k=2).aretrieve(QUESTION)
+    nodes = await TesseraLlamaRetriever(address=docs_server.address, corpora=["docs"], similarity_top_k=2).aretrieve(
+        QUESTION
+    )
     assert [d.id for d in docs] == [n.node.node_id for n in nodes]
     assert docs[0].metadata["source"] == ANSWER_SOURCE

@@ -14,20 +14,59 @@ metadata also carries `tessera_id`, `corpus`, `modality`, `raw_score`,
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import grpc
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
-from pydantic import ConfigDict, Field
-from tessera.client import DEFAULT_ADDRESS, AsyncTesseraClient, Hit, TesseraClient
+from pydantic import ConfigDict, Field, model_validator
+from tessera.client import DEFAULT_ADDRESS, AsyncClient, Client, Hit
+from tessera.errors import AlreadyExists
 
 from .common import clear_connection_errors, hit_metadata
+
+# Names users bring from LlamaIndex, LangChain's vector-store retrievers or Tessera itself: what to use.
+_K = "the number of documents to return is k (LangChain's name)"
+RETRIEVER_RENAMES = {
+    "top_k": _K,
+    "similarity_top_k": _K,
+    "search_kwargs": "give k and filter directly (search_kwargs belongs to a vector store's as_retriever)",
+    "corpus": "did you mean corpora (a list of corpus names)?",
+    "filters": "did you mean filter (a Tessera filter dict)?",
+    "server": "did you mean address?",
+    "target": "did you mean address?",
+}
+_PER_SEARCH = "k is given per search: similarity_search(query, k=...) or as_retriever(search_kwargs={'k': ...})"
+STORE_RENAMES = {"k": _PER_SEARCH, "top_k": _PER_SEARCH, "similarity_top_k": _PER_SEARCH}
+
+
+def _client_option_names() -> list[str]:
+    parameters = inspect.signature(Client.__init__).parameters.values()
+    return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def _check_options(
+    owner: str, given: Iterable[str], own: list[str], renames: dict[str, str], client_in: str = "keywords"
+) -> None:
+    """A TypeError now, naming the right argument, rather than a failure (or nothing) at the first search."""
+    client = _client_option_names()
+    for name in given:
+        if name in own or name in client:
+            continue
+        message = f"{owner} got an unexpected keyword argument {name!r}"
+        if name in renames:
+            raise TypeError(f"{message}; {renames[name]}")
+        close = difflib.get_close_matches(name, own + client, 1)
+        if close:
+            raise TypeError(f"{message}; did you mean {close[0]}?")
+        options = f"and as {client_in} the tessera.Client options {', '.join(client)}"
+        raise TypeError(f"{message}; it takes {', '.join(own)}, {options}")
 
 
 class TesseraVectorStore(VectorStore):
@@ -35,7 +74,10 @@ class TesseraVectorStore(VectorStore):
 
     Without `embedding`, texts are embedded by the server in `space` (default MiniLM).
     With `embedding`, vectors are computed here and stored in a raw-vector corpus
-    (space `vectors:<dim>`), so any LangChain embedding model works.
+    (space `vectors:<dim>`), so any LangChain embedding model works. Other keywords are
+    `tessera.Client` options (`api_key`, `tls_ca`, ...); an unknown one is a TypeError here.
+    The number of results is LangChain's `k` (`similarity_search(query, k=...)`,
+    `as_retriever(search_kwargs={"k": ...})`).
     """
 
     def __init__(
@@ -45,14 +87,16 @@ class TesseraVectorStore(VectorStore):
         address: str = DEFAULT_ADDRESS,
         embedding: Embeddings | None = None,
         space: str = "minilm",
-        client: TesseraClient | None = None,
+        client: Client | None = None,
         create: bool = True,
         timeout: float | None = 30.0,
         **client_options: Any,
     ) -> None:
+        own = ["corpus", "address", "embedding", "space", "client", "create", "timeout"]
+        _check_options(f"{type(self).__name__}()", client_options, own, STORE_RENAMES)
         self.corpus = corpus
         self._embedding = embedding
-        self.client = client or TesseraClient(address, timeout=timeout, **client_options)
+        self.client = client or Client(address, timeout=timeout, **client_options)
         self.address = address
         self.client_options = {"timeout": timeout, **client_options}
         if embedding is not None:
@@ -66,9 +110,8 @@ class TesseraVectorStore(VectorStore):
     def _ensure_corpus(self) -> None:
         try:
             self.client.create_corpus(self.corpus, space=self.space, modality=self.modality)
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
-                raise
+        except AlreadyExists:
+            pass
 
     @property
     def embeddings(self) -> Embeddings | None:
@@ -163,7 +206,12 @@ class TesseraVectorStore(VectorStore):
 
 
 class TesseraRetriever(BaseRetriever):
-    """Retrieves across Tessera corpora: the named ones, or every corpus the query's modality routes to."""
+    """Retrieves across Tessera corpora: the named ones, or every corpus the query's modality routes to.
+
+    Arguments follow LangChain's names: `k` is how many documents come back (also per call:
+    `invoke(query, k=...)`). `filter` is a Tessera metadata filter. `client_options` are
+    `tessera.Client` options. An unknown argument is a TypeError at construction, naming the right one.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -176,6 +224,26 @@ class TesseraRetriever(BaseRetriever):
     timeout: float = 30.0
     api_key: str | None = None
     client_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_arguments(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = list(cls.model_fields)
+        for name in data:
+            if name not in fields and name in _client_option_names():
+                raise TypeError(
+                    f"{cls.__name__}() got an unexpected keyword argument {name!r}; pass tessera.Client options "
+                    f"in client_options={{{name!r}: ...}}"
+                )
+        unknown = [n for n in data if n not in fields]
+        _check_options(f"{cls.__name__}()", unknown, fields, RETRIEVER_RENAMES, client_in="client_options")
+        for name in data.get("client_options") or {}:
+            if name in fields or name not in _client_option_names():
+                where = f"an argument of {cls.__name__} itself" if name in fields else "not a tessera.Client option"
+                raise TypeError(f"{cls.__name__}(client_options=...) has the key {name!r}, which is {where}")
+        return data
 
     def _search_options(self, k: int | None, filter: dict[str, Any] | None) -> dict[str, Any]:
         return {
@@ -201,7 +269,7 @@ class TesseraRetriever(BaseRetriever):
     ) -> list[Document]:
         with (
             clear_connection_errors(self.address, self.timeout),
-            TesseraClient(self.address, api_key=self.api_key, timeout=self.timeout, **self.client_options) as c,
+            Client(self.address, api_key=self.api_key, timeout=self.timeout, **self.client_options) as c,
         ):
             result = c.search([("text", query)], **self._search_options(k, filter))
         return self._documents(result.hits)
@@ -215,7 +283,7 @@ class TesseraRetriever(BaseRetriever):
         filter: dict[str, Any] | None = None,
     ) -> list[Document]:
         with clear_connection_errors(self.address, self.timeout):
-            async with AsyncTesseraClient(
+            async with AsyncClient(
                 self.address, api_key=self.api_key, timeout=self.timeout, **self.client_options
             ) as client:
                 result = await client.search([("text", query)], **self._search_options(k, filter))
