@@ -505,7 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--modality text to search the words). No hits prints a line saying so, and exits 0.",
     )
     search.add_argument("query", help="text, or the path of an image, audio or video file")
-    search.add_argument("--space", default="minilm", help="space to embed the query in (default: %(default)s)")
+    search.add_argument(
+        "--space",
+        default=None,
+        help="space to embed the query in (default: the one space the searched corpora share)",
+    )
     search.add_argument(
         "--modality",
         choices=["text", "image", "audio", "video"],
@@ -531,7 +535,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--corpus", action="append", metavar="NAME", help="search only this corpus (repeatable; default: route)"
     )
     rag.add_argument("--corpora", action=_DeprecatedCorpora, dest="corpus", metavar="NAME", help=argparse.SUPPRESS)
-    rag.add_argument("--space", default="minilm", help="space to embed the question in (default: %(default)s)")
+    rag.add_argument(
+        "--space",
+        default=None,
+        help="space to embed the question in (default: the one space the searched corpora share)",
+    )
     rag.add_argument("--top-k", type=int, default=8, help="how many items to cite (default: %(default)s)")
     rag.add_argument("--filter", help="JSON metadata filter, as for `tessera search`")
     rag.add_argument("--format", choices=["md", "json"], default="md", help="output format (default: %(default)s)")

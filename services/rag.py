@@ -106,14 +106,14 @@ def build_context(
     client: Client,
     question: str,
     *,
-    space: str = "minilm",
+    space: str | None = None,
     corpora: Sequence[str] | None = None,
     top_k: int = 8,
     filter: dict[str, Any] | None = None,
     generate: Callable[[str], str] | None = None,
     timeout: float | None = None,
 ) -> RagContext:
-    """Retrieve for `question` (routed across the space's corpora unless `corpora` names them)."""
+    """Retrieve for `question` from `corpora` (default: all); `space` defaults to the one they share."""
     if not question.strip():
         raise ValueError("ask a question: the text is empty")
     result = client.search(
