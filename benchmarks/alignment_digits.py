@@ -43,15 +43,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 import torch
 import yaml
 from PIL import Image
+from tqdm.auto import tqdm
+
+import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 from tessera.embedder.registry import load_space
 from tessera.embedder.space_dir import save_space
 from tessera.embedder.training import config_from_dict, train
 from tessera.embedder.training.data import PreparedCache
-from tqdm.auto import tqdm
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo")

@@ -47,12 +47,13 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 import torch
 import torch.nn.functional as F
-from tessera.embedder.losses import LogitScale, clip_loss, gram_loss, gram_volume, mip, symile_loss
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
+from tessera.embedder.losses import LogitScale, clip_loss, gram_loss, gram_volume, mip, symile_loss
 
 LOSSES = ("symile", "symile_n_squared", "clip", "gram")
 SIMILARITY = {

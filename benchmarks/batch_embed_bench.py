@@ -31,11 +31,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+
+from benchmarks.text_corpus import real_sentences
 from tessera.embed_job import EmbedOptions, run_embed
 from tessera.embedder import load_space
 from tessera.embedder.encoders.minilm import minilm_model_dir
-
-from benchmarks.text_corpus import real_sentences
 
 REPO = Path(__file__).resolve().parents[1]
 FSDD = Path(os.environ.get("TESSERA_SHARED_DATA", REPO.parent / "shared" / "data")) / "fsdd" / "recordings"

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks.text_corpus import real_sentences
 from tessera.embedder import load_space
 from tessera.embedder.device import default_device
 from tessera.embedder.encoders.minilm import load_sentence_transformer
-
-from benchmarks.text_corpus import real_sentences
 
 RESULTS = Path(__file__).resolve().parent / "results" / "embed_throughput.json"
 

@@ -33,6 +33,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from tessera.v1 import tessera_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Tessera"]

@@ -32,14 +32,15 @@ from typing import Any
 
 import faiss
 import numpy as np
-import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 import torch
+from tqdm.auto import tqdm
+
+import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 from tessera.index.ann import AnnIndex
 from tessera.index.config import IndexConfig
 from tessera.index.corpus import Corpus
 from tessera.index.exact import exact_topk
 from tessera.index.items import Item
-from tqdm.auto import tqdm
 
 CACHE = Path(__file__).parent / ".cache"
 K = 10
@@ -72,9 +73,8 @@ def minilm_vectors(n: int, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
     if path.exists():
         both = np.load(path)
     else:
-        from tessera.embedder.registry import load_space
-
         from benchmarks.text_corpus import real_sentences
+        from tessera.embedder.registry import load_space
 
         sentences = real_sentences(n + n_queries, include_site_packages=True)
         both = load_space("minilm").embed("text", sentences, batch_size=128, progress=True)

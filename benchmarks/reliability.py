@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from tessera.client import Client
 from tessera.errors import TesseraError
 

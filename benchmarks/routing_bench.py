@@ -41,18 +41,18 @@ from typing import Any
 
 import faiss
 import numpy as np
-import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
+from benchmarks.text_corpus import real_sentences
 from tessera.embedder.decode import decode_audio
 from tessera.embedder.encoders.audio_cnn import LogMel
 from tessera.embedder.registry import load_space
 from tessera.index.catalog import Catalog
 from tessera.index.items import Item
 from tessera.index.routing import Query, QueryPart, Router
-from torch import nn
-from tqdm.auto import tqdm
-
-from benchmarks.text_corpus import real_sentences
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEXT_TEMPLATES = [  # captions of the kind a digits corpus would hold

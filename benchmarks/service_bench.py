@@ -32,15 +32,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tessera.client import Client
-from tessera.embedder import load_space
-from tessera.index.catalog import Catalog
-from tessera.index.routing import Query, QueryPart, Router
 from tqdm.auto import tqdm
 
 from benchmarks.index_bench import clustered_vectors, minilm_vectors
 from benchmarks.provenance import git_commit, now_utc
 from benchmarks.text_corpus import real_sentences
+from tessera.client import Client
+from tessera.embedder import load_space
+from tessera.index.catalog import Catalog
+from tessera.index.routing import Query, QueryPart, Router
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = "minilm"

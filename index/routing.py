@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+
 from tessera.embedder.modality import Modality
 
 from .calibration import Calibrator, Stats

@@ -552,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import grpc
+
     from tessera.errors import TesseraError
 
     try:

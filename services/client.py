@@ -26,9 +26,10 @@ from typing import Any
 
 import grpc
 import numpy as np
+from tqdm.auto import tqdm
+
 from tessera.v1 import tessera_pb2 as pb
 from tessera.v1 import tessera_pb2_grpc as pb_grpc
-from tqdm.auto import tqdm
 
 from . import messages as msg
 from .errors import InvalidArgument, TesseraError, Unauthenticated, error_for

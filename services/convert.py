@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from tessera.embedder import Modality
 from tessera.index.routing import FusedHit
 from tessera.v1 import tessera_pb2 as pb

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from tessera.embedder import Modality, Space, UnknownSpaceError, load_space
 from tessera.index.catalog import Catalog, CorpusNotFoundError
 from tessera.index.config import IndexConfig

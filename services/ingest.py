@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
 from tessera.embedder.modality import FILE_SUFFIXES, Modality
 
 from .chunking import DOCUMENT_SUFFIXES, chunk_text, read_document

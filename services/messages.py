@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from tessera.embedder.modality import Modality
 from tessera.v1 import tessera_pb2 as pb
 

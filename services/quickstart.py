@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from tessera.background import ServerThread
 from tessera.client import Client, Hit
 from tessera.errors import NotFound

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
+
 from tessera.embedder import Modality, UnknownSpaceError, list_spaces
 from tessera.index.catalog import CorpusExistsError, CorpusNotFoundError
 from tessera.index.corpus import CorpusError

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from google.protobuf import json_format, struct_pb2
+
 from tessera.embedder.modality import Modality
 from tessera.v1 import tessera_pb2 as pb
 

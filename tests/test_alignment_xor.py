@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 import torch
 
+import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 from benchmarks.alignment_xor import TrainConfig, main, run_xor
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from tessera.auth import METHOD_ROLES, ROLES, KeyStore, allows
 from tessera.background import ServerThread
 from tessera.client import Client
@@ -19,7 +20,6 @@ from tessera.errors import TesseraError, Unauthenticated
 from tessera.server import TLSConfig
 from tessera.v1 import tessera_pb2 as pb
 from tessera.v1 import tessera_pb2_grpc as pb_grpc
-
 from tests.tls_certs import make_cert
 
 REPO = Path(__file__).resolve().parents[1]

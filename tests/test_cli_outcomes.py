@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+
 from tessera.background import ServerThread
 from tessera.cli import main
 from tessera.client import Client

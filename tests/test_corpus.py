@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tessera.index.catalog import Catalog, CorpusExistsError, CorpusNotFoundError
 from tessera.index.config import IndexConfig, auto_factory
 from tessera.index.corpus import Corpus, CorpusError
@@ -260,6 +261,7 @@ def test_read_only_open_memory_maps_and_refuses_writes(tmp_path: Path) -> None:
 
 def test_gpu_is_reported_not_assumed() -> None:
     import faiss
+
     from tessera.index.ann import AnnIndex
 
     ann = AnnIndex("Flat", DIM)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile
 from PIL import Image
+
 from tessera.embedder import DecodeError
 from tessera.embedder.decode import decode_audio, decode_image, decode_text, decode_vector, decode_video
-
 from tests.conftest import FSDD, MEDIA
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from tessera.embedder import list_spaces, load_space
 from tessera.embedder.registry import PACKAGED_SPACES
 from tessera.quickstart import samples_dir

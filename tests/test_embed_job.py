@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
+
+from benchmarks.text_corpus import real_sentences
 from tessera.embed_job import (
     BadItemError,
     EmbedOptions,
@@ -24,8 +26,6 @@ from tessera.embed_job import (
     read_output_metadata,
     run_embed,
 )
-
-from benchmarks.text_corpus import real_sentences
 from tests.conftest import FSDD
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,6 +6,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from tessera.index.filters import FilterError, compile_filter, id_selector
 
 

@@ -29,6 +29,8 @@ import pytest
 from hypothesis import HealthCheck, currently_in_test_context, event, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+
+from benchmarks.fuzz_grpc import is_documented, raw_caller, run_grpc_fuzz
 from tessera.background import ServerThread
 from tessera.client import Client
 from tessera.embedder.decode import decode_audio, decode_image, decode_text, decode_vector, decode_video
@@ -36,8 +38,6 @@ from tessera.embedder.errors import DecodeError
 from tessera.index.filters import COMBINATORS, MAX_DEPTH, OPERATORS, RANGE_BOUNDS, FilterError, compile_filter
 from tessera.v1 import tessera_pb2 as pb
 from tessera.v1 import tessera_pb2_grpc as pb_grpc
-
-from benchmarks.fuzz_grpc import is_documented, raw_caller, run_grpc_fuzz
 from tests.conftest import FSDD, MEDIA, REPO
 
 PNG = REPO / "services" / "samples" / "digits" / "7.png"

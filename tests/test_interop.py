@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tessera.background import ServerThread
 from tessera.client import Client
 

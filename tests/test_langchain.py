@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests, VectorStoreIntegrationTests
+
 from tessera.background import ServerThread
 from tessera.client import Client
 from tessera.integrations.langchain import TesseraRetriever, TesseraVectorStore

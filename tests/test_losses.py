@@ -6,9 +6,10 @@ import math
 
 import pytest
 import symile  # the reference implementation (Saporta et al.), a dev dependency
-import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 import torch
 import torch.nn.functional as F
+
+import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 from tessera.embedder.losses import (
     LogitScale,
     alignment_loss,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from sentence_transformers import SentenceTransformer
-from tessera.embedder.encoders.minilm import minilm_model_dir
 
 from benchmarks.text_corpus import real_sentences
+from tessera.embedder.encoders.minilm import minilm_model_dir
 
 
 def test_minilm_matches_sentence_transformers_on_1000_sentences(minilm_space) -> None:

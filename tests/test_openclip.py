@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from tessera.embedder import load_space
 from tessera.embedder.encoders.openclip import load_openclip
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tessera.background import ServerThread
 from tessera.chunking import chunk_text, html_to_text
 from tessera.client import Client

@@ -8,12 +8,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
+from benchmarks.reliability import PHASES, ServerProcess, crash_trials, load
 from tessera.client import Client
 from tessera.errors import NotFound, TesseraError
 from tessera.v1 import tessera_pb2 as pb
 from tessera.v1 import tessera_pb2_grpc as pb_grpc
-
-from benchmarks.reliability import PHASES, ServerProcess, crash_trials, load
 
 
 def test_three_sigkill_trials_lose_no_acknowledged_write(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tessera.index.catalog import Catalog, CorpusNotFoundError
 from tessera.index.items import Item
 from tessera.index.routing import Query, QueryPart, Router, RoutingError, gram_volume

@@ -12,12 +12,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
 from tessera.background import ServerThread
 from tessera.client import AsyncClient, Client
 from tessera.engine import Limits
 from tessera.errors import DeadlineExceeded, InvalidArgument, NotFound, TesseraError
 from tessera.server import TLSConfig
-
 from tests.tls_certs import make_cert
 
 REPO = Path(__file__).resolve().parents[1]

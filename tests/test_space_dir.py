@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+
 from tessera.embedder import build_space, load_space, save_space
 from tessera.embedder.registry import minilm_bind_init_spec
-
 from tests.conftest import FSDD, MEDIA
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tessera.embedder import DecodeError
 
+from tessera.embedder import DecodeError
 from tests.conftest import FSDD, MEDIA
 
 

@@ -18,9 +18,9 @@ import torch
 import yaml
 from PIL import Image
 from safetensors.torch import load_file
+
 from tessera.embedder import load_space
 from tessera.embedder.training import ConfigError, config_from_dict, load_config, train
-
 from tests.conftest import FSDD, REPO
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from tessera.embedder import load_space, save_space
 from tessera.embedder.encoders.audio_cnn import LogMelCNNAudioEncoder, spec_augment, stretch_time, warp_bands
 from tessera.embedder.modality import Modality
 from tessera.embedder.space import Space
 from tessera.embedder.training.augment import augment_audio, augment_image
-
 from tests.conftest import FSDD
 
 

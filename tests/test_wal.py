@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tessera.index.wal import WALCorruptError, WriteAheadLog
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from tessera.embedder import Space
 from tessera.embedder.encoders import Encoder
 from tessera.embedder.errors import DecodeError

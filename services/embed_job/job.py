@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from tqdm.auto import tqdm
+
 from tessera.embedder import Space, load_space
 from tessera.embedder.device import default_device
 from tessera.embedder.modality import Modality
-from tqdm.auto import tqdm
 
 from .encode import ItemSource, PartEncoder, init_worker
 from .output import ERRORS, EmbeddingsWriter, output_schema

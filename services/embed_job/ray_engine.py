@@ -17,8 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tessera.embedder import Space, load_space
 from tqdm.auto import tqdm
+
+from tessera.embedder import Space, load_space
 
 from .encode import BadItem, BadItemError, ItemSource, PartEncoder
 from .job import EmbedOptions

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+import inspect
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tessera.client import Hit
+from tessera.client import Client, Hit
 from tessera.errors import DeadlineExceeded, Unavailable
 
 
@@ -46,3 +48,27 @@ def hit_metadata(hit: Hit) -> dict[str, Any]:
     if hit.uri:
         metadata["uri"] = hit.uri
     return metadata
+
+
+def client_option_names() -> list[str]:
+    """The keyword options of `tessera.Client`, which the adapters pass through."""
+    parameters = inspect.signature(Client.__init__).parameters.values()
+    return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def check_options(
+    owner: str, given: Iterable[str], own: list[str], renames: dict[str, str], client_in: str = "keywords"
+) -> None:
+    """A TypeError now, naming the right argument, rather than a failure (or nothing) at the first search."""
+    client = client_option_names()
+    for name in given:
+        if name in own or name in client:
+            continue
+        message = f"{owner} got an unexpected keyword argument {name!r}"
+        if name in renames:
+            raise TypeError(f"{message}; {renames[name]}")
+        close = difflib.get_close_matches(name, own + client, 1)
+        if close:
+            raise TypeError(f"{message}; did you mean {close[0]}?")
+        options = f"and as {client_in} the tessera.Client options {', '.join(client)}"
+        raise TypeError(f"{message}; it takes {', '.join(own)}, {options}")

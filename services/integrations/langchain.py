@@ -14,8 +14,6 @@ metadata also carries `tessera_id`, `corpus`, `modality`, `raw_score`,
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -26,10 +24,11 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, model_validator
+
 from tessera.client import DEFAULT_ADDRESS, AsyncClient, Client, Hit
 from tessera.errors import AlreadyExists
 
-from .common import clear_connection_errors, hit_metadata
+from .common import check_options, clear_connection_errors, client_option_names, hit_metadata
 
 # Names users bring from LlamaIndex, LangChain's vector-store retrievers or Tessera itself: what to use.
 _K = "the number of documents to return is k (LangChain's name)"
@@ -44,29 +43,6 @@ RETRIEVER_RENAMES = {
 }
 _PER_SEARCH = "k is given per search: similarity_search(query, k=...) or as_retriever(search_kwargs={'k': ...})"
 STORE_RENAMES = {"k": _PER_SEARCH, "top_k": _PER_SEARCH, "similarity_top_k": _PER_SEARCH}
-
-
-def _client_option_names() -> list[str]:
-    parameters = inspect.signature(Client.__init__).parameters.values()
-    return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
-
-
-def _check_options(
-    owner: str, given: Iterable[str], own: list[str], renames: dict[str, str], client_in: str = "keywords"
-) -> None:
-    """A TypeError now, naming the right argument, rather than a failure (or nothing) at the first search."""
-    client = _client_option_names()
-    for name in given:
-        if name in own or name in client:
-            continue
-        message = f"{owner} got an unexpected keyword argument {name!r}"
-        if name in renames:
-            raise TypeError(f"{message}; {renames[name]}")
-        close = difflib.get_close_matches(name, own + client, 1)
-        if close:
-            raise TypeError(f"{message}; did you mean {close[0]}?")
-        options = f"and as {client_in} the tessera.Client options {', '.join(client)}"
-        raise TypeError(f"{message}; it takes {', '.join(own)}, {options}")
 
 
 class TesseraVectorStore(VectorStore):
@@ -93,7 +69,7 @@ class TesseraVectorStore(VectorStore):
         **client_options: Any,
     ) -> None:
         own = ["corpus", "address", "embedding", "space", "client", "create", "timeout"]
-        _check_options(f"{type(self).__name__}()", client_options, own, STORE_RENAMES)
+        check_options(f"{type(self).__name__}()", client_options, own, STORE_RENAMES)
         self.corpus = corpus
         self._embedding = embedding
         self.client = client or Client(address, timeout=timeout, **client_options)
@@ -232,15 +208,15 @@ class TesseraRetriever(BaseRetriever):
             return data
         fields = list(cls.model_fields)
         for name in data:
-            if name not in fields and name in _client_option_names():
+            if name not in fields and name in client_option_names():
                 raise TypeError(
                     f"{cls.__name__}() got an unexpected keyword argument {name!r}; pass tessera.Client options "
                     f"in client_options={{{name!r}: ...}}"
                 )
         unknown = [n for n in data if n not in fields]
-        _check_options(f"{cls.__name__}()", unknown, fields, RETRIEVER_RENAMES, client_in="client_options")
+        check_options(f"{cls.__name__}()", unknown, fields, RETRIEVER_RENAMES, client_in="client_options")
         for name in data.get("client_options") or {}:
-            if name in fields or name not in _client_option_names():
+            if name in fields or name not in client_option_names():
                 where = f"an argument of {cls.__name__} itself" if name in fields else "not a tessera.Client option"
                 raise TypeError(f"{cls.__name__}(client_options=...) has the key {name!r}, which is {where}")
         return data

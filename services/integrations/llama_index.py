@@ -18,9 +18,10 @@ from typing import Any
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
 from tessera.client import DEFAULT_ADDRESS, AsyncClient, Client, Hit
 
-from .common import clear_connection_errors, hit_metadata
+from .common import clear_connection_errors, client_option_names, hit_metadata
 
 # Names users bring from LlamaIndex, LangChain or Tessera itself, and what this retriever calls them.
 RENAMES = {
@@ -31,11 +32,6 @@ RENAMES = {
     "server": "address",
     "target": "address",
 }
-
-
-def _client_option_names() -> list[str]:
-    parameters = inspect.signature(Client.__init__).parameters.values()
-    return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
 class TesseraLlamaRetriever(BaseRetriever):
@@ -63,7 +59,7 @@ class TesseraLlamaRetriever(BaseRetriever):
         verbose: bool = False,
         **client_options: Any,
     ) -> None:
-        known = _client_option_names()
+        known = client_option_names()
         for name in client_options:
             if name not in known:
                 raise TypeError(self._unexpected(name, known))
