@@ -409,8 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     corpus = sub.add_parser(
         "corpus",
-        help="create, list, describe or drop corpora on a running server",
-        description="Manage corpora on a running server.",
+        help="create, list, describe or drop corpora on a server or a data directory (--server)",
+        description="Manage corpora on a running server, or in a data directory opened in this process "
+        "(--server PATH).",
     )
     corpus_sub = corpus.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = corpus_sub.add_parser(
@@ -498,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser(
         "search",
-        help="search a running server",
+        help="search a server or a data directory (--server)",
         description="Search across corpora: routed by modality unless --corpus names them. A query that is "
         "the path of an existing image, audio or video file (.png .jpg .jpeg .webp, .wav .flac .mp3, .mp4 .webm "
         ".mov, ...) is embedded as that modality; one with such a suffix that names no file is refused (pass "
