@@ -22,8 +22,12 @@ FUSION_FROM_PB = {
 }
 
 
-def content_from_pb(message: pb.Content, where: str) -> Content:
-    modality = modality_from_pb(message.modality, f"{where}.modality")
+def content_from_pb(message: pb.Content, where: str, unspecified_ok: bool = False) -> Content:
+    """`unspecified_ok` (an upserted item's content): MODALITY_UNSPECIFIED means the corpus's modality (None)."""
+    if unspecified_ok and message.modality == pb.MODALITY_UNSPECIFIED and message.WhichOneof("body") != "vector":
+        modality = None
+    else:
+        modality = modality_from_pb(message.modality, f"{where}.modality")
     kind = message.WhichOneof("body")
     if kind is None:
         raise ValueError(f"{where}: give text, data, uri or vector")

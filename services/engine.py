@@ -46,9 +46,12 @@ class Limits:
 
 @dataclass
 class Content:
-    """One input for one modality: text, encoded bytes, or a vector already in the space."""
+    """One input for one modality: text, encoded bytes, or a vector already in the space.
 
-    modality: Modality
+    An upserted item's content may leave `modality` None: it is then the corpus's.
+    """
+
+    modality: Modality | None
     value: Any  # str for text, bytes for media, np.ndarray / list for a vector
 
 
@@ -80,8 +83,10 @@ class Engine:
         device: str | None = None,
         on_batch: Any = None,
         allow_space_paths: bool = True,
+        min_free_bytes: int = 0,
     ) -> None:
-        self.catalog = Catalog(data_dir)
+        # Below min_free_bytes free on the data directory, upserts are refused (RESOURCE_EXHAUSTED).
+        self.catalog = Catalog(data_dir, min_free_bytes=min_free_bytes)
         # A network-facing server turns this off: a client must not make it read files of its choosing.
         self.allow_space_paths = allow_space_paths
         self.router = Router(self.catalog)
@@ -221,6 +226,8 @@ class Engine:
             for i in to_embed:
                 if items[i].content is None:
                     raise ValueError(f"item {items[i].id!r} has neither content nor a vector")
+                if items[i].content.modality is None:
+                    items[i].content.modality = Modality.parse(corpus.modality)
                 if items[i].content.modality.value != corpus.modality:
                     raise ValueError(
                         f"item {items[i].id!r} is {items[i].content.modality.value} content; "

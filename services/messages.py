@@ -67,8 +67,11 @@ def _modality(value: Modality | str, where: str) -> Modality:
         raise InvalidArgument(f"{where}: {exc}") from None
 
 
-def content_message(modality: Modality | str, value: Any, where: str = "content") -> pb.Content:
-    modality = _modality(modality, where)
+def content_message(modality: Modality | str | None, value: Any, where: str = "content") -> pb.Content:
+    """`modality` None (upserts only) leaves it to the corpus: the server uses the corpus's modality."""
+    if modality is None and isinstance(value, str):
+        modality = Modality.TEXT
+    modality = _modality(modality, where) if modality is not None else None
     if isinstance(value, np.ndarray) or modality is Modality.VECTOR:
         return pb.Content(modality=pb.MODALITY_VECTOR, vector=vector_to_pb(value))
     if isinstance(value, Path):
@@ -76,13 +79,14 @@ def content_message(modality: Modality | str, value: Any, where: str = "content"
             value = value.read_bytes()
         except OSError as exc:
             raise InvalidArgument(f"{where}: cannot read {str(value)[:200]!r} ({exc.strerror or exc})") from exc
+    code = MODALITY_TO_PB[modality] if modality is not None else pb.MODALITY_UNSPECIFIED
     if isinstance(value, str):
-        return pb.Content(modality=MODALITY_TO_PB[modality], text=value)
+        return pb.Content(modality=code, text=value)
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise InvalidArgument(
             f"{where}: give a str, bytes, a pathlib.Path or a numpy vector, not {type(value).__name__}"
         )
-    return pb.Content(modality=MODALITY_TO_PB[modality], data=bytes(value))
+    return pb.Content(modality=code, data=bytes(value))
 
 
 # A query is text, or parts: (modality, value) or (modality, value, weight) tuples.
@@ -186,7 +190,7 @@ def item_message(item: dict[str, Any] | Any, modality: str | None, position: int
     for key in ("text", "data", "path"):
         if item.get(key) is not None:
             value = Path(item[key]) if key == "path" else item[key]
-            message.content.CopyFrom(content_message(item.get("modality") or modality or "text", value, where))
+            message.content.CopyFrom(content_message(item.get("modality") or modality, value, where))
             break
     if item.get("metadata"):
         message.metadata.CopyFrom(filter_struct(item["metadata"], f"{where}.metadata"))

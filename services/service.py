@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -21,6 +22,7 @@ from tessera.embedder import Modality, UnknownSpaceError, list_spaces
 from tessera.index.catalog import CorpusExistsError, CorpusNotFoundError
 from tessera.index.corpus import CorpusError
 from tessera.index.dirlock import DataDirLockedError
+from tessera.index.diskspace import DiskFullError, DiskGuard, is_disk_full
 from tessera.v1 import tessera_pb2 as pb
 
 from .convert import FUSION_FROM_PB, content_from_pb, hit_to_pb
@@ -48,6 +50,8 @@ def status_of(exc: BaseException) -> tuple[str, str]:
         return exc.code, exc.message
     if isinstance(exc, LimitError):
         return "RESOURCE_EXHAUSTED", str(exc)
+    if isinstance(exc, DiskFullError):
+        return "RESOURCE_EXHAUSTED", str(exc)
     if isinstance(exc, (CorpusNotFoundError, UnknownSpaceError)):
         return "NOT_FOUND", str(exc).strip("'\"")
     if isinstance(exc, CorpusExistsError):
@@ -61,6 +65,13 @@ def status_of(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, ProtobufDecodeError):
         # A client-stream message is parsed inside the handler's loop, so protobuf's error lands here.
         return "INVALID_ARGUMENT", f"a message in the stream is not a valid protobuf message ({exc})"
+    if is_disk_full(exc):
+        # Last, so no other error is taken for one: a full disk met where no write site named the directory.
+        filename = getattr(exc, "filename", None)
+        if filename:
+            guard = DiskGuard(Path(filename).parent, label="directory")
+            return "RESOURCE_EXHAUSTED", str(guard.refusal(exc, "a write"))
+        return "RESOURCE_EXHAUSTED", f"a write failed for lack of disk space ({exc}); free some space and retry"
     return INTERNAL, f"internal error ({type(exc).__name__}); the server log has the details"
 
 
@@ -171,7 +182,9 @@ class Service:
             raise ValueError(f"{where}: the item needs an id")
         return NewItem(
             id=item.id,
-            content=content_from_pb(item.content, f"{where}.content") if item.HasField("content") else None,
+            content=content_from_pb(item.content, f"{where}.content", unspecified_ok=True)
+            if item.HasField("content")
+            else None,
             vector=vector_from_pb(item.vector, f"{where}.vector") if item.HasField("vector") else None,
             metadata=struct_to_dict(item.metadata),
             uri=item.uri or None,

@@ -48,7 +48,8 @@ def vector_to_pb(vector: Any) -> pb.Vector:
 def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
     data = json_format.MessageToDict(message)
     # JSON has one number type; keep integers integers so filters and metadata types stay stable.
-    return {k: _integral(v) for k, v in data.items()}
+    # Keys come back sorted: a Struct is a map, and stored metadata has no order of its own.
+    return {k: _integral(data[k]) for k in sorted(data)}
 
 
 def _integral(value: Any) -> Any:

@@ -330,3 +330,22 @@ def test_a_data_directory_open_in_another_process_is_refused_with_a_clear_error(
     # The kernel dropped the lock with the process, even though it was killed: the directory opens.
     with tessera.connect(data) as db:
         assert db.list_corpora() == []
+
+
+@pytest.mark.parametrize("kind", ["embedded", "remote"])
+def test_media_items_without_a_modality_take_the_corpus_modality(
+    kind: str, server: ServerThread, tmp_path: Path
+) -> None:
+    from importlib.resources import files
+
+    digits = Path(str(files("tessera") / "samples" / "digits"))
+    target, options = (tmp_path / "d", {}) if kind == "embedded" else (server.address, {"api_key": ADMIN_KEY})
+    with tessera.connect(target, **options) as db:
+        db.create_corpus("imgs-" + kind, space="digits", modality="image")
+        items = [{"id": p.stem, "path": p} for p in sorted(digits.glob("*.png"))]
+        assert db.upsert("imgs-" + kind, items) == 10
+        with pytest.raises(tessera.InvalidArgument, match="text content"):
+            db.upsert("imgs-" + kind, [{"id": "words", "text": "a seven"}])
+        hits = db.search([("image", digits / "7.png")], corpora=["imgs-" + kind], top_k=1).hits
+        assert hits[0].id == "7"
+        db.drop_corpus("imgs-" + kind)
