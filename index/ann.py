@@ -14,6 +14,7 @@ both reach FAISS as one `IDSelectorBitmap` pre-filter.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,7 +254,11 @@ class AnnIndex:
     def save(self, path: Path) -> None:
         faiss.write_index(self.cpu_index(), str(path))
         if not self.native_ids:
-            np.save(_labels_path(path), self._labels)
+            # np.save onto a path reports a short write as an OSError without errno; a plain write says ENOSPC.
+            buffer = io.BytesIO()
+            np.save(buffer, self._labels)
+            with open(_labels_path(path), "wb") as f:
+                f.write(buffer.getbuffer())
 
     @classmethod
     def load(cls, factory: str, dim: int, path: Path, *, mmap: bool = False) -> AnnIndex:

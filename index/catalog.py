@@ -14,6 +14,7 @@ from tessera.embedder.modality import Modality
 from . import dirlock
 from .config import IndexConfig
 from .corpus import MANIFEST, Corpus
+from .diskspace import DiskGuard
 
 CORPORA = "corpora"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -37,17 +38,26 @@ def check_name(name: str) -> str:
 
 
 class Catalog:
-    """Opens corpora on first use and keeps them open; `close()` snapshots and closes them all."""
+    """Opens corpora on first use and keeps them open; `close()` snapshots and closes them all.
 
-    def __init__(self, root: str | os.PathLike[str], *, read_only: bool = False) -> None:
+    `min_free_bytes` (`tessera serve --min-free-mb`) refuses upserts, new corpora and snapshots
+    with DiskFullError once the data directory's filesystem has less than that free, before it
+    is completely full; 0 refuses only when a write actually fails for space.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, read_only: bool = False, min_free_bytes: int = 0) -> None:
         self.root = Path(root)
         self.read_only = read_only
         self._dir = self.root / CORPORA
         self._dir.mkdir(parents=True, exist_ok=True)
+        self.guard = DiskGuard(self.root, min_free_bytes)
         self._open: dict[str, Corpus] = {}
         self._lock = threading.Lock()
         # A read-only catalog writes nothing, so it needs no exclusive hold on the directory.
         self._dir_lock = None if read_only else dirlock.acquire(self.root)
+        if not read_only:
+            for doomed in self._dir.glob(".dropped-*"):  # a drop that a crash interrupted
+                shutil.rmtree(doomed, ignore_errors=True)
 
     def names(self) -> list[str]:
         return sorted(p.name for p in self._dir.iterdir() if (p / MANIFEST).exists())
@@ -82,6 +92,7 @@ class Catalog:
                 dim=dim,
                 similarity=similarity,
                 index=config,
+                guard=self.guard,
             )
             self._open[name] = corpus
             return corpus
@@ -93,7 +104,7 @@ class Catalog:
                 if name not in self:
                     have = ", ".join(self.names()) or "none yet"
                     raise CorpusNotFoundError(f"no corpus named {name!r}; corpora here: {have}")
-                corpus = Corpus.open(self._dir / name, read_only=self.read_only)
+                corpus = Corpus.open(self._dir / name, read_only=self.read_only, guard=self.guard)
                 self._open[name] = corpus
             return corpus
 

@@ -5,6 +5,13 @@ keeps the log's order the order they were applied in. Searches share a
 readers-writer lock with the short in-memory part of a write, so an fsync never
 stalls them. Until an ANN index exists (small corpora, untrained IVF, a build in
 progress) searches are exact over the stored vectors, which is always correct.
+
+A full disk refuses writes with `DiskFullError` and changes nothing: the log rolls
+back a failed append before the item reaches memory, a failed snapshot removes its
+temporary files, and opening a corpus removes what interrupted writes left. A
+background snapshot that finds no room is logged and deferred, not lost: it runs
+again once the free space exceeds what it lacked (polled every second), or after a
+backoff, while writes go on as long as the log has room.
 """
 
 from __future__ import annotations
@@ -27,12 +34,13 @@ import numpy as np
 
 from .ann import AnnIndex
 from .config import IndexConfig, auto_factory, check_knob, is_exact
+from .diskspace import DiskFullError, DiskGuard
 from .exact import exact_topk
 from .filters import Filter, compile_filter
 from .items import Item, ItemError, metadata_of, payload_table, validate_items
 from .locks import ReadWriteLock
 from .records import Delete, Upsert, decode, encode_delete, encode_upsert
-from .snapshot import read_snapshot, write_json_atomic, write_snapshot
+from .snapshot import read_snapshot, remove_leftovers, write_json_atomic, write_snapshot
 from .store import ItemStore
 from .wal import WriteAheadLog
 
@@ -54,6 +62,22 @@ RETRAIN_GROWTH = 2
 # Snapshot once the write-ahead log passes this size; TESSERA_SNAPSHOT_WAL_MB sets it (operators
 # trade restart replay time against snapshot frequency; the reliability benchmark makes it small).
 SNAPSHOT_WAL_BYTES = int(os.environ.get("TESSERA_SNAPSHOT_WAL_MB", "256")) << 20
+# A background snapshot deferred for lack of space is retried once the free space exceeds what it
+# needs by a margin (checked this often), and in any case after a backoff that doubles from the
+# first wait to the last.
+SNAPSHOT_RETRY_POLL_S = 1.0
+SNAPSHOT_RETRY_BACKOFF_S = (2.0, 60.0)
+SNAPSHOT_RETRY_MARGIN = 1 << 20
+
+
+@dataclass
+class _DeferredSnapshot:
+    reason: str
+    # What it needs, at least: more than was free when the failed attempt began, and the vectors
+    # file (written uncompressed). Retrying on less would only fill the disk again.
+    need: int
+    retry_at: float
+    delay: float
 
 
 class CorpusError(RuntimeError):
@@ -76,8 +100,12 @@ class WriteResult:
 
 
 class Corpus:
-    def __init__(self, path: Path, manifest: dict[str, Any], *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, manifest: dict[str, Any], *, read_only: bool = False, guard: DiskGuard | None = None
+    ) -> None:
         self.path = path
+        # The free-space rules: a Catalog passes its data directory's, with the --min-free-mb threshold.
+        self.guard = guard or DiskGuard(path, label="corpus directory")
         self.manifest = manifest
         self.name: str = manifest["name"]
         self.space_id: str = manifest["space"]
@@ -100,6 +128,10 @@ class Corpus:
         self._closed = False
         self.recovery: dict[str, Any] = {}
         self._unsnapshotted = 0  # log records not yet in a snapshot
+        self._snapshot_lock = threading.Lock()
+        self._snapshot_queued = False
+        self._deferred: _DeferredSnapshot | None = None
+        self._retry_timer: threading.Timer | None = None
         self._load()
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -114,6 +146,7 @@ class Corpus:
         dim: int,
         similarity: str = "cosine",
         index: IndexConfig | None = None,
+        guard: DiskGuard | None = None,
     ) -> Corpus:
         path = Path(path)
         if (path / MANIFEST).exists():
@@ -122,7 +155,10 @@ class Corpus:
         config.validate()
         if not is_exact(config.factory) and config.factory != "auto":
             AnnIndex(config.factory, dim)  # fail now, not at the first write, on a bad factory string
-        path.mkdir(parents=True, exist_ok=True)
+        guard = guard or DiskGuard(path.parent, label="corpus directory")
+        what = f"creating corpus {name!r}"
+        guard.check(what)
+        existed = path.exists()
         manifest = {
             "format": FORMAT,
             "name": name,
@@ -136,11 +172,18 @@ class Corpus:
             "snapshot_seqno": 0,
             "built_factory": None,
         }
-        write_json_atomic(path / MANIFEST, manifest)
-        return cls(path, manifest)
+        try:
+            with guard.writing(what):
+                path.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(path / MANIFEST, manifest)
+                return cls(path, manifest, guard=guard)
+        except BaseException:
+            if not existed:  # a corpus that never held an item: nothing of it is worth keeping
+                shutil.rmtree(path, ignore_errors=True)
+            raise
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, read_only: bool = False) -> Corpus:
+    def open(cls, path: str | os.PathLike[str], *, read_only: bool = False, guard: DiskGuard | None = None) -> Corpus:
         path = Path(path)
         try:
             manifest = json.loads((path / MANIFEST).read_text())
@@ -148,10 +191,20 @@ class Corpus:
             raise CorpusError(f"no corpus at {path} (missing {MANIFEST})") from None
         if manifest.get("format") != FORMAT:
             raise CorpusError(f"corpus at {path} has format {manifest.get('format')}; this Tessera reads {FORMAT}")
-        return cls(path, manifest, read_only=read_only)
+        return cls(path, manifest, read_only=read_only, guard=guard)
 
     def _load(self) -> None:
         snapshot = self.manifest.get("snapshot")
+        if not self.read_only:  # a read-only opener holds no lock: the writer's temporary files are not its to remove
+            removed = remove_leftovers(self.path, self.path / SNAPSHOTS, snapshot)
+            if removed:
+                log.warning(
+                    {
+                        "event": "leftovers_removed",
+                        "corpus": self.name,
+                        "paths": [str(p.relative_to(self.path)) for p in removed],
+                    }
+                )
         if snapshot:
             loaded = read_snapshot(self.path / SNAPSHOTS / snapshot, self.dim, mmap=self.read_only)
             self.store.load(loaded.vectors, loaded.payload, loaded.slots)
@@ -189,11 +242,17 @@ class Corpus:
         if self._closed:
             return
         self.wait_idle()
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
         if not self.read_only and self._unsnapshotted:
-            self.snapshot()
+            try:
+                self.snapshot()
+            except DiskFullError as exc:
+                # Nothing is lost: the log holds every acknowledged write, and the next open replays it.
+                log.warning({"event": "snapshot_skipped", "corpus": self.name, "reason": str(exc)})
+        self._closed = True
         self._background.shutdown(wait=True)
         self.wal.close()
-        self._closed = True
 
     def __enter__(self) -> Corpus:
         return self
@@ -217,10 +276,14 @@ class Corpus:
             return WriteResult(0, self.wal.next_seqno - 1)
         _, vectors = validate_items(items, self.dim)
         payload = payload_table(items)
+        what = f"upsert of {len(items)} items into corpus {self.name!r}"
+        self.guard.check(what)
         with self._write_mutex:
             self.store.check_schema(payload)
             record = Upsert(payload, vectors)
-            seqno = self.wal.append([encode_upsert(record)])
+            # A failed append leaves nothing in the log (it rolls back), and the item never reaches memory.
+            with self.guard.writing(what):
+                seqno = self.wal.append([encode_upsert(record)])
             self._unsnapshotted += 1
             with self._rw.write():
                 self._apply(record)
@@ -245,7 +308,9 @@ class Corpus:
             if not targets:
                 return WriteResult(0, self.wal.next_seqno - 1)
             record = Delete(targets)
-            seqno = self.wal.append([encode_delete(record)])
+            # Not held to the free-space threshold: a delete is small, and deleting is how space is won back.
+            with self.guard.writing(f"delete of {len(targets)} items from corpus {self.name!r}"):
+                seqno = self.wal.append([encode_delete(record)])
             self._unsnapshotted += 1
             with self._rw.write():
                 self._apply(record)
@@ -268,7 +333,86 @@ class Corpus:
     def _after_write(self) -> None:
         self._maybe_build()
         if self.wal_bytes() > SNAPSHOT_WAL_BYTES:
-            self._submit(self.snapshot)
+            self._request_snapshot()
+
+    # ---- background snapshots, deferred while the disk is full ---------------------------
+    def _request_snapshot(self) -> None:
+        """Queue one background snapshot, unless one is queued or a deferred one is not due yet."""
+        with self._snapshot_lock:
+            if self._snapshot_queued or self._closed:
+                return
+            deferred = self._deferred
+            if deferred is not None and time.monotonic() < deferred.retry_at:
+                try:
+                    if self.guard.free_bytes() <= deferred.need + SNAPSHOT_RETRY_MARGIN:
+                        return  # still not the room the attempt that failed lacked
+                except OSError:
+                    return
+            self._snapshot_queued = True
+        try:
+            self._submit(self._background_snapshot)
+        except RuntimeError:  # the executor shut down: the corpus is closing, and close() snapshots
+            with self._snapshot_lock:
+                self._snapshot_queued = False
+
+    def _background_snapshot(self) -> None:
+        with self._snapshot_lock:
+            self._snapshot_queued = False  # writes from now on may ask for the next one
+        if self._closed or self.wal_bytes() <= SNAPSHOT_WAL_BYTES:
+            return  # a snapshot since the request made this one unneeded
+        try:
+            free_before = self.guard.free_bytes()
+        except OSError:
+            free_before = 0
+        try:
+            name = self.snapshot()
+        except DiskFullError as exc:
+            self._defer_snapshot(exc, free_before)
+            return
+        except Exception:
+            log.exception("corpus %s: background snapshot failed", self.name)
+            raise
+        if self._deferred is not None:
+            log.info({"event": "snapshot_resumed", "corpus": self.name, "snapshot": name})
+            self._deferred = None
+
+    def _defer_snapshot(self, exc: DiskFullError, free_before: int) -> None:
+        first, longest = SNAPSHOT_RETRY_BACKOFF_S
+        delay = first if self._deferred is None else min(self._deferred.delay * 2, longest)
+        need = max(free_before, self.store.n_slots * self.dim * 4)
+        self._deferred = _DeferredSnapshot(str(exc), need, time.monotonic() + delay, delay)
+        log.warning(
+            {
+                "event": "snapshot_deferred",
+                "corpus": self.name,
+                "reason": str(exc),
+                "free_bytes": exc.free_bytes,
+                "needs_more_than_bytes": need,
+                "wal_bytes": self.wal_bytes(),
+                "retry_within_s": delay,
+            }
+        )
+        self._schedule_retry_poll()
+
+    def _schedule_retry_poll(self) -> None:
+        with self._snapshot_lock:
+            if self._closed or (self._retry_timer is not None and self._retry_timer.is_alive()):
+                return
+            timer = threading.Timer(SNAPSHOT_RETRY_POLL_S, self._retry_poll)
+            timer.daemon = True
+            self._retry_timer = timer
+        timer.start()
+
+    def _retry_poll(self) -> None:
+        with self._snapshot_lock:
+            self._retry_timer = None
+        if self._closed or self._deferred is None:
+            return
+        if self.wal_bytes() <= SNAPSHOT_WAL_BYTES:
+            self._deferred = None  # an explicit snapshot ran meanwhile
+            return
+        self._request_snapshot()
+        self._schedule_retry_poll()
 
     # ---- index building ------------------------------------------------------------------
     def target_factory(self) -> str:
@@ -540,30 +684,49 @@ class Corpus:
 
     # ---- snapshots and description -------------------------------------------------------
     def snapshot(self) -> str:
-        """Write vectors, payloads and the index, switch the manifest to them, then empty the log."""
+        """Write vectors, payloads and the index, switch the manifest to them, then empty the log.
+
+        On a full disk it raises DiskFullError and leaves the corpus as it was: the files it
+        began are removed, the manifest and the log are untouched.
+        """
         self._check_writable()
         with self._write_mutex:
             seqno = self.wal.next_seqno - 1
-            name = f"snap-{seqno:012d}"
-            log.info({"event": "snapshot_started", "corpus": self.name, "snapshot": name})
-            with self._rw.read():
-                payload, slots = self.store.live_payload()
-                vectors = self.store.vectors[: self.store.n_slots]
-                ann = self.ann
-                write_snapshot(
-                    self.path / SNAPSHOTS / name,
-                    vectors,
-                    payload,
-                    slots,
-                    write_index=ann.save if ann is not None else None,
-                )
             old = self.manifest.get("snapshot")
-            self.manifest.update(snapshot=name, snapshot_seqno=seqno, built_factory=ann.factory if ann else None)
-            write_json_atomic(self.path / MANIFEST, self.manifest)
-            self.wal.reset()
+            name, again = f"snap-{seqno:012d}", 1
+            while name == old:  # nothing logged since (a rebuild, say): never overwrite the snapshot in use
+                name, again = f"snap-{seqno:012d}-{again}", again + 1
+            what = f"snapshot {name} of corpus {self.name!r}"
+            self.guard.check(what)
+            log.info({"event": "snapshot_started", "corpus": self.name, "snapshot": name})
+            with self.guard.writing(what):
+                with self._rw.read():
+                    payload, slots = self.store.live_payload()
+                    vectors = self.store.vectors[: self.store.n_slots]
+                    ann = self.ann
+                    write_snapshot(
+                        self.path / SNAPSHOTS / name,
+                        vectors,
+                        payload,
+                        slots,
+                        write_index=ann.save if ann is not None else None,
+                    )
+                updated = {**self.manifest, "snapshot": name, "snapshot_seqno": seqno}
+                updated["built_factory"] = ann.factory if ann else None
+                try:
+                    write_json_atomic(self.path / MANIFEST, updated)
+                except BaseException:
+                    # The manifest still names the old snapshot; this one is an orphan.
+                    shutil.rmtree(self.path / SNAPSHOTS / name, ignore_errors=True)
+                    raise
+            self.manifest.update(updated)
             self._unsnapshotted = 0
-            if old and old != name:
+            if old:
                 shutil.rmtree(self.path / SNAPSHOTS / old, ignore_errors=True)
+            # The snapshot is in place. Emptying the log needs no space where blocks are overwritten in
+            # place; where it fails (copy-on-write filesystems), the log's records replay as no-ops.
+            with self.guard.writing(f"emptying the log of corpus {self.name!r} after {name}"):
+                self.wal.reset()
         log.info({"event": "snapshot_written", "corpus": self.name, "snapshot": name})
         return name
 
@@ -574,7 +737,14 @@ class Corpus:
             return 0
 
     def bytes_on_disk(self) -> int:
-        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        total = 0
+        for f in self.path.rglob("*"):
+            try:
+                if f.is_file():
+                    total += f.stat().st_size
+            except FileNotFoundError:
+                pass  # a snapshot's temporary file, gone between listing and stat
+        return total
 
     def describe(self) -> dict[str, Any]:
         with self._rw.read():
@@ -600,6 +770,12 @@ class Corpus:
                 "bytes_on_disk": self.bytes_on_disk(),
                 "wal_bytes": self.wal_bytes(),
                 "recovery": self.recovery,
+                "disk": {
+                    "directory": str(self.guard.directory),
+                    "free_bytes": self.guard.free_bytes(),
+                    "min_free_bytes": self.guard.min_free_bytes,
+                    "snapshot_deferred": self._deferred.reason if self._deferred else None,
+                },
             }
 
 

@@ -42,8 +42,11 @@ def acquire(root: Path) -> str:
                 f"the data directory {root} is open in another process (pid {holder}); stop that process, "
                 "or connect to its server (tessera.connect('host:port')) instead of opening the directory"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass  # the pid is only a hint for the error above; a full disk must not stop a server starting
         _held[key] = [fd, 1]
         return key
 

@@ -11,6 +11,14 @@ never the torn one, because `append` returns only after fsync. A bad CRC
 followed by further whole records is real corruption and is refused, not
 silently skipped. What a record means (an upsert batch, a delete) is the
 caller's business.
+
+A write that fails (a full disk: ENOSPC or EDQUOT) is rolled back before the
+error is raised: the file is truncated to where the append began, so the
+refused record is neither left torn nor written later by a buffer, and its
+seqno is handed to the next append. If even the truncation fails, the log
+remembers it and tries again before its next append; until one succeeds every
+append is refused. Emptying the log after a snapshot rewrites the header in
+place and truncates, which needs no free space.
 """
 
 from __future__ import annotations
@@ -60,20 +68,26 @@ class WriteAheadLog:
             self._create_empty(self.path, base_seqno=0)
         self.report, end = self._scan()
         self._next_seqno = self.report.last_seqno + 1
-        self._file = open(self.path, "r+b")
+        # Unbuffered: a failed write must leave nothing in a buffer that a later flush would write.
+        self._fd = os.open(self.path, os.O_RDWR)
+        self._end = end  # the end of the last whole, durable record
+        self._dirty = False  # a failed append could not be truncated away yet
         if self.report.torn_bytes:
-            self._file.truncate(end)
-            os.fsync(self._file.fileno())
-        self._file.seek(end)
+            os.ftruncate(self._fd, end)
+            os.fsync(self._fd)
 
     @staticmethod
     def _create_empty(path: Path, base_seqno: int) -> None:
         tmp = path.with_suffix(path.suffix + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(FILE_HEADER.pack(MAGIC, base_seqno))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(FILE_HEADER.pack(MAGIC, base_seqno))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         _fsync_dir(path.parent)
 
     def _records(self) -> Iterator[tuple[int, bytes, int]]:
@@ -113,32 +127,68 @@ class WriteAheadLog:
     def replay(self) -> Iterator[tuple[int, bytes]]:
         """Every whole record in order, as (seqno, payload)."""
         with self._lock:  # read under the lock, yield outside it, so a consumer may append
-            self._file.flush()
-            records = [(seqno, payload) for seqno, payload, _ in self._records()]
+            records = [(seqno, payload) for seqno, payload, end in self._records() if end <= self._end]
         yield from records
 
     def append(self, payloads: Sequence[bytes]) -> int:
-        """Write records and fsync once (group commit); returns the last seqno. Durable on return."""
+        """Write records and fsync once (group commit); returns the last seqno. Durable on return.
+
+        On failure (OSError, e.g. ENOSPC) nothing of these records stays in the file and no
+        seqno is used up; the error is re-raised for the caller to report.
+        """
         if not payloads:
             raise ValueError("nothing to append")
+        for payload in payloads:
+            if len(payload) > MAX_RECORD_BYTES:
+                raise ValueError(f"a record of {len(payload)} bytes exceeds the {MAX_RECORD_BYTES}-byte limit")
         with self._lock:
+            if self._dirty:
+                self._roll_back()  # what an earlier failed append left; raises if it still cannot
+            seqno = self._next_seqno
+            chunks = []
             for payload in payloads:
-                if len(payload) > MAX_RECORD_BYTES:
-                    raise ValueError(f"a record of {len(payload)} bytes exceeds the {MAX_RECORD_BYTES}-byte limit")
-                seqno = self._next_seqno
-                self._file.write(HEADER.pack(len(payload), _crc(seqno, payload), seqno) + payload)
-                self._next_seqno += 1
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            return self._next_seqno - 1
+                chunks.append(HEADER.pack(len(payload), _crc(seqno, payload), seqno))
+                chunks.append(payload)
+                seqno += 1
+            data = memoryview(b"".join(chunks))
+            start = self._end
+            try:
+                written = 0
+                while written < len(data):
+                    written += os.pwrite(self._fd, data[written:], start + written)
+                os.fsync(self._fd)
+            except BaseException:
+                self._dirty = True
+                try:
+                    self._roll_back()
+                except OSError:
+                    pass  # stays dirty: the next append tries again first
+                raise
+            self._end = start + len(data)
+            self._next_seqno = seqno
+            return seqno - 1
+
+    def _roll_back(self) -> None:
+        """Cut the file back to the last durable record (shrinking a file needs no free space)."""
+        os.ftruncate(self._fd, self._end)
+        os.fsync(self._fd)
+        self._dirty = False
 
     def reset(self) -> None:
-        """Empty the log (after a snapshot made its records redundant); seqnos keep counting up."""
+        """Empty the log (after a snapshot made its records redundant); seqnos keep counting up.
+
+        The header's base seqno is rewritten first, then the records are cut off: a crash
+        between the two leaves records at or below the new base, which the corpus skips
+        on replay as already in the snapshot. Neither step allocates disk space on an
+        overwrite-in-place filesystem (ext4, xfs, tmpfs).
+        """
         with self._lock:
-            self._file.close()
-            self._create_empty(self.path, base_seqno=self._next_seqno - 1)
-            self._file = open(self.path, "r+b")
-            self._file.seek(0, os.SEEK_END)
+            os.pwrite(self._fd, FILE_HEADER.pack(MAGIC, self._next_seqno - 1), 0)
+            os.fsync(self._fd)
+            os.ftruncate(self._fd, FILE_HEADER.size)
+            os.fsync(self._fd)
+            self._end = FILE_HEADER.size
+            self._dirty = False
 
     @property
     def next_seqno(self) -> int:
@@ -146,7 +196,14 @@ class WriteAheadLog:
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", -1)
+        if fd >= 0:
+            os.close(fd)
 
     def __enter__(self) -> WriteAheadLog:
         return self

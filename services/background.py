@@ -54,6 +54,7 @@ class ServerThread:
                 on_batch=self.metrics.batch_size.observe,
                 **self.engine_options,
             )
+            self.metrics.track_disk(engine.catalog.guard)
             self.running = await start_server(
                 engine,
                 "127.0.0.1",

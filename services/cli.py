@@ -7,6 +7,13 @@ import sys
 from collections.abc import Sequence
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _cmd_spaces(args: argparse.Namespace) -> int:
     from tessera.embedder import list_spaces
 
@@ -30,13 +37,18 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
+    from pathlib import Path
 
     from tessera.embedder.training import load_config, train
+    from tessera.index.diskspace import DiskGuard
 
     config = load_config(args.config)
     if args.device:
         config.training = replace(config.training, device=args.device)
-    result = train(config, fresh=args.fresh, progress=not args.quiet)
+    # save_space removes its staging directory on failure; a full disk is reported as such, not as a crash.
+    guard = DiskGuard(Path(config.output).resolve().parent, label="output directory")
+    with guard.writing("writing a checkpoint or the space"):
+        result = train(config, fresh=args.fresh, progress=not args.quiet)
     final = {k: v for k, v in result.final.items() if k.endswith("_r1") or k in ("train_loss", "eval_loss")}
     print(f"space written to {result.output}; load it with --space {result.output}")
     if final:
@@ -108,6 +120,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 max_batch_queries=args.max_batch_queries,
                 max_message_bytes=args.max_message_mb << 20,
             ),
+            min_free_bytes=int(args.min_free_mb * (1 << 20)),
             max_concurrent_rpcs=args.max_concurrent_rpcs,
             allow_space_paths=args.allow_space_paths,
         )
@@ -405,6 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--max-concurrent-rpcs", type=int, help="calls in flight at once, streams included (default: no limit)"
     )
+    limits.add_argument(
+        "--min-free-mb",
+        type=_non_negative_float,
+        default=0.0,
+        help="refuse upserts, new corpora and snapshots while the data directory has less than this many MiB free "
+        "(default: %(default)s, refuse only when a write fails for lack of space)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     corpus = sub.add_parser(
@@ -555,11 +575,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     import grpc
 
     from tessera.errors import TesseraError
+    from tessera.index.diskspace import DiskFullError
 
     try:
         return int(args.func(args))
     except TesseraError as exc:  # before ValueError: InvalidArgument is one
         print(f"tessera {args.command}: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except DiskFullError as exc:  # `tessera embed` or `tessera train` writing locally: as a server would answer
+        print(f"tessera {args.command}: RESOURCE_EXHAUSTED: {exc}", file=sys.stderr)
         return 1
     except grpc.RpcError as exc:
         print(f"tessera {args.command}: {exc.code().name}: {exc.details()}", file=sys.stderr)

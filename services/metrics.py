@@ -9,6 +9,8 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from tessera.index.diskspace import DiskGuard
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -30,6 +32,28 @@ class Metrics:
             registry=self.registry,
         )
         self.corpus_items = Gauge("tessera_corpus_items", "items per corpus", ["corpus"], registry=self.registry)
+        self.data_dir_free = Gauge(
+            "tessera_data_dir_free_bytes",
+            "free bytes on the data directory's filesystem, read at each scrape",
+            registry=self.registry,
+        )
+        self.data_dir_min_free = Gauge(
+            "tessera_data_dir_min_free_bytes",
+            "the --min-free-mb threshold in bytes: below it upserts are refused with RESOURCE_EXHAUSTED (0: none)",
+            registry=self.registry,
+        )
+
+    def track_disk(self, guard: DiskGuard) -> None:
+        """Report the data directory's free space (and threshold) from `guard`, measured when scraped."""
+
+        def free() -> float:
+            try:
+                return float(guard.free_bytes())
+            except OSError:
+                return float("nan")
+
+        self.data_dir_free.set_function(free)
+        self.data_dir_min_free.set(guard.min_free_bytes)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         start_http_server(port, addr=host, registry=self.registry)

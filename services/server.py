@@ -4,7 +4,7 @@ The answers themselves come from `service.Service`, which the embedded client
 runs too; this module adds what only a network server needs: each call runs
 under its deadline, and an exception becomes a status code through
 `service.status_of` (bad input -> INVALID_ARGUMENT, unknown corpus or space ->
-NOT_FOUND, too large -> RESOURCE_EXHAUSTED, past the deadline ->
+NOT_FOUND, too large or a full disk -> RESOURCE_EXHAUSTED, past the deadline ->
 DEADLINE_EXCEEDED). A handler never lets an exception take the server down.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from tessera.index.diskspace import is_disk_full
 from tessera.v1 import tessera_pb2 as pb
 from tessera.v1 import tessera_pb2_grpc as pb_grpc
 
@@ -39,10 +41,34 @@ def _within_deadline(context: grpc.aio.ServicerContext) -> float | None:
     return None if remaining is None else max(0.0, remaining)
 
 
+class _RefusalLog:
+    """Writes refused for a full disk, logged at most once every `every_s` with a count of the rest."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.every_s = every_s
+        self._last = -float("inf")
+        self._suppressed = 0
+
+    def note(self, method: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            self._suppressed += 1
+            return
+        log.warning(
+            {"event": "write_refused_disk_full", "method": method, "message": message, "also_refused": self._suppressed}
+        )
+        self._last, self._suppressed = now, 0
+
+
+_disk_refusals = _RefusalLog()
+
+
 async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
     code, message = status_of(exc)
     if code == INTERNAL:
         log.exception("unhandled error in %s", method)
+    elif code == "RESOURCE_EXHAUSTED" and is_disk_full(exc):
+        _disk_refusals.note(method, message)
     await context.abort(grpc.StatusCode[code], message)
 
 
@@ -189,6 +215,7 @@ class ServeOptions:
     max_concurrent_rpcs: int | None = None
     allow_space_paths: bool = False
     grace_s: float = 10.0
+    min_free_bytes: int = 0  # --min-free-mb: refuse upserts below this much free space on the data directory
 
 
 def serve(options: ServeOptions) -> None:
@@ -211,7 +238,9 @@ def serve(options: ServeOptions) -> None:
             on_batch=metrics.batch_size.observe,
             limits=options.limits,
             allow_space_paths=options.allow_space_paths,
+            min_free_bytes=options.min_free_bytes,
         )
+        metrics.track_disk(engine.catalog.guard)
         running = await start_server(
             engine,
             options.host,

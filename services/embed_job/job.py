@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from tessera.embedder import Space, load_space
 from tessera.embedder.device import default_device
 from tessera.embedder.modality import Modality
+from tessera.index.diskspace import DiskGuard
 
 from .encode import ItemSource, PartEncoder, init_worker
 from .output import ERRORS, EmbeddingsWriter, output_schema
@@ -125,8 +126,18 @@ def auto_workers(modality: Modality) -> int:
 
 
 def run_embed(options: EmbedOptions, *, progress: bool = True) -> EmbedSummary:
-    """Embed `options.input` into a Parquet dataset at `options.output`, resuming what an earlier run left."""
+    """Embed `options.input` into a Parquet dataset at `options.output`, resuming what an earlier run left.
+
+    A full disk raises DiskFullError (naming OUT and its free space) with no half-written file left;
+    run the same command again once space is freed and it resumes from the finished parts.
+    """
     options.validate()
+    output = Path(options.output).resolve()
+    with DiskGuard(output if output.exists() else output.parent, label="output directory").writing("tessera embed"):
+        return _run_embed(options, progress=progress)
+
+
+def _run_embed(options: EmbedOptions, *, progress: bool) -> EmbedSummary:
     started = time.perf_counter()
     input_kind(options.input)  # a clear error for a missing or unsupported input, before loading a model
     device = options.device or str(default_device())

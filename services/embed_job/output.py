@@ -10,7 +10,9 @@ reads exactly the vectors. A part becomes visible only after its file is complet
 each is written to a temporary name, flushed to disk and renamed, and only then
 recorded in the manifest (itself replaced atomically). Re-running the job skips the
 parts in the manifest and redoes the rest, which gives the same files an
-uninterrupted run writes.
+uninterrupted run writes. A write that fails (a full disk) removes its temporary
+file before the error goes up, and `run_embed` reports a full disk as a
+`DiskFullError` naming OUT and its free space; re-running once space is freed resumes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +47,19 @@ def _fsync_replace(tmp: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def _write_replace(target: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp)`, then flush it to disk and rename it to `target`; on any failure remove tmp."""
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        write(tmp)
+        _fsync_replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
-    _fsync_replace(tmp, path)
+    _write_replace(path, lambda tmp: tmp.write_text(json.dumps(value, indent=1, sort_keys=True)))
 
 
 def output_schema(dim: int, passthrough: pa.Schema, metadata: dict[str, str]) -> pa.Schema:
@@ -99,8 +110,8 @@ class EmbeddingsWriter:
         if manifest is not None:
             self.parts = {int(k): PartRecord(**v) for k, v in manifest["parts"].items()}
         self.work.mkdir(parents=True, exist_ok=True)
-        for stray in out.glob("*.tmp"):
-            stray.unlink()  # a part a killed run had not finished
+        for stray in [*out.glob("*.tmp"), *self.work.glob("*.tmp")]:
+            stray.unlink()  # a part a killed run (or a full disk) had not finished
 
     def start(self, schema: pa.Schema, num_parts: int) -> None:
         self.schema, self.num_parts = schema, num_parts
@@ -132,15 +143,10 @@ class EmbeddingsWriter:
         columns = {"id": passthrough.column("id"), "vector": pa.FixedSizeListArray.from_arrays(flat, dim)}
         columns.update({name: passthrough.column(name) for name in self.schema.names[2:]})
         table = pa.table(columns).cast(self.schema)
-        target = self.part_path(part)
-        tmp = target.with_name(target.name + ".tmp")
-        pq.write_table(table, tmp)
-        _fsync_replace(tmp, target)
+        _write_replace(self.part_path(part), lambda tmp: pq.write_table(table, tmp))
         if bad:
-            errors = self.work / f"errors-{part:05d}.jsonl"
-            tmp = errors.with_name(errors.name + ".tmp")
-            tmp.write_text("".join(json.dumps(b.to_dict()) + "\n" for b in bad))
-            _fsync_replace(tmp, errors)
+            text = "".join(json.dumps(b.to_dict()) + "\n" for b in bad)
+            _write_replace(self.work / f"errors-{part:05d}.jsonl", lambda tmp: tmp.write_text(text))
         self.parts[part] = PartRecord(rows=table.num_rows, failed=len(bad))
         self._save_manifest()
 
@@ -159,14 +165,17 @@ class EmbeddingsWriter:
     def finish(self) -> Path:
         """Gathers the bad items of every part into OUT/_errors.jsonl (empty when none)."""
         if self.num_parts == 0 and not self.part_path(0).exists():
-            pq.write_table(self.schema.empty_table(), self.part_path(0))  # an empty dataset still has a schema
+            # An empty dataset still has a schema.
+            _write_replace(self.part_path(0), lambda tmp: pq.write_table(self.schema.empty_table(), tmp))
         errors = self.out / ERRORS
-        tmp = errors.with_name(errors.name + ".tmp")
-        with open(tmp, "w") as f:
-            for part in sorted(self.parts):
-                path = self.work / f"errors-{part:05d}.jsonl"
-                if self.parts[part].failed and path.exists():
-                    f.write(path.read_text())
-        _fsync_replace(tmp, errors)
+
+        def gather(tmp: Path) -> None:
+            with open(tmp, "w") as f:
+                for part in sorted(self.parts):
+                    path = self.work / f"errors-{part:05d}.jsonl"
+                    if self.parts[part].failed and path.exists():
+                        f.write(path.read_text())
+
+        _write_replace(errors, gather)
         self._save_manifest()
         return errors

@@ -230,10 +230,18 @@ def _write_staged(chunks: Iterator[pa.Table], target: Path) -> int:
                 writer = pq.ParquetWriter(tmp, chunk.schema)
             writer.write_table(chunk, row_group_size=STAGE_ROWS)
             rows += chunk.num_rows
-    finally:
         if writer is not None:
             writer.close()
-    os.replace(tmp, target)
+            writer = None
+        os.replace(tmp, target)
+    except BaseException:
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:
+                pass  # the error being raised says more (a full disk fails the close too)
+        tmp.unlink(missing_ok=True)  # a half-staged input must not take space
+        raise
     return rows
 
 
