@@ -273,7 +273,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Train image+audio encoders into frozen MiniLM text with each loss, leave-one-speaker-out "
         "on FSDD, and report zero-shot and cross-modal retrieval (writes benchmarks/results/alignment_digits.json).",
     )
-    parser.add_argument("--shared-data", type=Path, default=Path("../shared/data"), help="folder holding fsdd/")
+    parser.add_argument(
+        "--shared-data",
+        type=Path,
+        default=Path(os.environ.get("TESSERA_SHARED_DATA", "../shared/data")),
+        help="folder holding fsdd/ (default: $TESSERA_SHARED_DATA or ../shared/data)",
+    )
     parser.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES))
     parser.add_argument("--speakers", nargs="+", choices=SPEAKERS, default=list(SPEAKERS), help="held-out speakers")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
