@@ -31,6 +31,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .durable import write_atomic
+
 MAGIC = b"TSWAL001"
 FILE_HEADER = struct.Struct("<8sQ")  # magic, base seqno
 HEADER = struct.Struct("<IIQ")
@@ -46,14 +48,6 @@ class ReplayReport:
     records: int
     last_seqno: int
     torn_bytes: int  # bytes of a half-written last record that were dropped
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _crc(seqno: int, payload: bytes) -> int:
@@ -78,17 +72,7 @@ class WriteAheadLog:
 
     @staticmethod
     def _create_empty(path: Path, base_seqno: int) -> None:
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(FILE_HEADER.pack(MAGIC, base_seqno))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
+        write_atomic(path, FILE_HEADER.pack(MAGIC, base_seqno))
 
     def _records(self) -> Iterator[tuple[int, bytes, int]]:
         """(seqno, payload, end offset) of each whole record; sets self._torn on a torn tail."""
