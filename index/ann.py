@@ -23,6 +23,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from tessera.embedder.quoting import quote
+
 log = logging.getLogger(__name__)
 
 
@@ -118,8 +120,14 @@ class AnnIndex:
         try:
             index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
-            raise IndexBuildError(f"FAISS cannot build index {factory!r} for {dim}-d vectors: {first}") from None
+            # FAISS's message names its C++ source files and assertions: the server log keeps it, the caller
+            # gets what to do.
+            log.warning(
+                {"event": "index_factory_refused", "factory": factory[:200], "dim": dim, "faiss": str(exc)[:500]}
+            )
+            raise IndexBuildError(
+                f"FAISS cannot build index {quote(factory)} for {dim}-d vectors; see the README's index grammar"
+            ) from None
         if ef_construction is not None:
             inner = _innermost(index)
             # IVF with an HNSW coarse quantizer ("IVF4096_HNSW32,...") builds its graph over the centroids.

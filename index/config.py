@@ -7,6 +7,8 @@ import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .spec import parse_factory
+
 AUTO = "auto"
 EXACT = "Flat"
 # Below this many vectors "auto" searches exactly; above it an ANN index pays for itself.
@@ -31,7 +33,7 @@ def check_knob(name: str, value: object) -> int | None:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    factory: str = AUTO  # any faiss.index_factory string, e.g. "Flat", "HNSW32", "IVF4096,PQ32", or "auto"
+    factory: str = AUTO  # a spec in index/spec.py's grammar, e.g. "Flat", "HNSW32", "IVF4096,PQ32", or "auto"
     nprobe: int | None = None  # IVF lists probed per query unless the query says otherwise
     ef_search: int | None = None  # HNSW beam width unless the query says otherwise
     # HNSW beam width while building the graph; None keeps FAISS's default (40). Peers default to 100-200:
@@ -65,8 +67,8 @@ class IndexConfig:
         return config
 
     def validate(self) -> None:
-        if not isinstance(self.factory, str) or not self.factory.strip():
-            raise ValueError("index factory must be a FAISS factory string such as 'Flat' or 'HNSW32', or 'auto'")
+        if self.factory != AUTO:
+            parse_factory(self.factory)  # the dimension-free rules; Corpus.create checks the rest
         for name in CEILINGS:
             # Stored as plain ints: the config is written to the corpus manifest as JSON.
             object.__setattr__(self, name, check_knob(name, getattr(self, name)))

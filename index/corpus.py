@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .ann import AnnIndex
-from .config import IndexConfig, auto_factory, check_knob, is_exact
+from .config import AUTO, EXACT, IndexConfig, auto_factory, check_knob, is_exact
 from .diskspace import DiskFullError, DiskGuard
 from .exact import exact_topk
 from .filters import Filter, compile_filter
@@ -41,6 +41,7 @@ from .items import Item, ItemError, metadata_of, payload_table, validate_items
 from .locks import ReadWriteLock
 from .records import Delete, Upsert, decode, encode_delete, encode_upsert
 from .snapshot import read_snapshot, remove_leftovers, write_json_atomic, write_snapshot
+from .spec import parse_factory
 from .store import ItemStore
 from .wal import WriteAheadLog
 
@@ -54,6 +55,8 @@ FORMAT = 1
 # searches lose recall when most neighbours are filtered out, and the subset is small.
 SELECTIVE_FILTER_SHARE = 0.02
 TRAINING_SAMPLE_MAX = 100_000
+# The states of the last index build, as the manifest's "build" record keeps them.
+BUILD_RUNNING, BUILD_DONE, BUILD_FAILED = "building", "built", "build_failed"
 AUTO_REBUILD_GROWTH = 4  # "auto" re-sizes its ANN index after the corpus grows this many times over
 # A trained index (IVF, PQ) is retrained once the corpus has doubled since training: the first
 # vectors written are often not a fair sample of the rest (measured: IVF1024,PQ32 trained on the
@@ -112,7 +115,17 @@ class Corpus:
         self.modality: str = manifest["modality"]
         self.dim: int = int(manifest["dim"])
         self.similarity: str = manifest.get("similarity", "cosine")
-        self.config = IndexConfig.from_json(manifest.get("index"))
+        try:
+            self.config = IndexConfig.from_json(manifest.get("index"))
+        except ValueError as exc:
+            # A corpus created before the index grammar (index/spec.py) with a spec it now refuses, such as
+            # HNSW0, whose build aborts the process: it opens, searches exactly, and says why.
+            self.config = IndexConfig(EXACT)
+            manifest["build"] = {
+                "state": BUILD_FAILED,
+                "factory": str((manifest.get("index") or {}).get("factory")),
+                "reason": f"its index spec is refused: {exc}",
+            }
         self.read_only = read_only
         self.store = ItemStore(self.dim)
         self.ann: AnnIndex | None = None
@@ -153,8 +166,10 @@ class Corpus:
             raise FileExistsError(f"corpus {name!r} already exists at {path}")
         config = index or IndexConfig()
         config.validate()
-        if not is_exact(config.factory) and config.factory != "auto":
-            AnnIndex(config.factory, dim)  # fail now, not at the first write, on a bad factory string
+        if config.factory != AUTO:
+            parse_factory(config.factory, dim)  # the rules that need the dimension (PQ's m dividing it, ...)
+            if not is_exact(config.factory):
+                AnnIndex(config.factory, dim)  # fail now, not at the first write, on what FAISS still refuses
         guard = guard or DiskGuard(path.parent, label="corpus directory")
         what = f"creating corpus {name!r}"
         guard.check(what)
@@ -234,6 +249,7 @@ class Corpus:
             )
         if self.ann is not None and self.config.use_gpu:
             self.ann.to_gpu()
+        self._note_interrupted_build()
         if not self.read_only:
             self._maybe_build()
 
@@ -424,6 +440,8 @@ class Corpus:
         target = self.target_factory()
         if is_exact(target):
             return False
+        if self._build_failed(target):
+            return False  # never the same failing build in a loop; `tessera corpus rebuild` tries again
         if self.ann is None:
             return self.store.count >= _training_size(target, self.dim)
         if self._ann_dead and self._ann_dead > self.config.rebuild_tombstone_ratio * max(1, self.ann.ntotal):
@@ -453,13 +471,53 @@ class Corpus:
                 future.result()
 
     def rebuild(self) -> None:
-        """Build the index for the target factory now, from the live items (compacts tombstones)."""
+        """Build the index for the target factory now, from the live items (compacts tombstones).
+
+        Also the way to try again after a build failed or was interrupted: automatic builds skip
+        a factory whose last attempt did not finish.
+        """
         self._check_writable()
         self.wait_idle()
         self._building = True
         self._build_index(force=True)
 
+    # ---- build attempts, recorded in the manifest ----------------------------------------
+    def _build_failed(self, factory: str) -> bool:
+        """Whether the last attempt at `factory` failed and the corpus has not since grown enough
+        (RETRAIN_GROWTH times over) to make another automatic attempt a different one."""
+        build = self.manifest.get("build") or {}
+        if build.get("state") != BUILD_FAILED or build.get("factory") != factory:
+            return False
+        tried_on = build.get("vectors")
+        return not isinstance(tried_on, int) or self.store.count < RETRAIN_GROWTH * max(1, tried_on)
+
+    def _record_build(self, state: str, factory: str, **details: Any) -> None:
+        """Persist the build's state before it starts and when it ends: a process killed or aborted
+        mid-build (a native assertion, the OOM killer) leaves "building" behind, which the next open
+        reports as a failure instead of starting the same build again."""
+        record = {"state": state, "factory": factory, "at": time.time(), **details}
+        with self._write_mutex:
+            self.manifest["build"] = record
+            if not self.read_only:
+                with self.guard.writing(f"recording the index build of corpus {self.name!r}"):
+                    write_json_atomic(self.path / MANIFEST, self.manifest)
+
+    def _note_interrupted_build(self) -> None:
+        build = self.manifest.get("build") or {}
+        if build.get("state") != BUILD_RUNNING:
+            return
+        reason = (
+            f"the server stopped during the build of {build.get('factory')} ({build.get('vectors')} vectors): "
+            "killed, out of memory or crashed"
+        )
+        log.warning({"event": "index_build_interrupted", "corpus": self.name, "factory": build.get("factory")})
+        if self.read_only:
+            self.manifest["build"] = {**build, "state": BUILD_FAILED, "reason": reason}
+        else:
+            self._record_build(BUILD_FAILED, str(build.get("factory")), reason=reason, vectors=build.get("vectors"))
+
     def _build_index(self, force: bool = False) -> None:
+        factory, tried_on = "?", 0
         try:
             with self._rw.read():
                 factory = self.target_factory()
@@ -468,19 +526,22 @@ class Corpus:
                     return
                 live = self.store.live_slots()
                 n_at_start = self.store.n_slots
+            index = AnnIndex(factory, self.dim, ef_construction=self.config.ef_construction)
+            if not index.is_trained and len(live) < (index.min_training_size() if force else index.training_size()):
+                if not force:
+                    return
+                raise CorpusError(
+                    f"{factory} needs at least {index.min_training_size()} vectors to train (FAISS advises "
+                    f"{index.training_size()}) and corpus {self.name!r} has {len(live)}; "
+                    "searches stay exact until it has enough"
+                )
+            tried_on = len(live)
+            self._record_build(BUILD_RUNNING, factory, vectors=tried_on)
+            with self._rw.read():
                 vectors = self.store.vectors[live]
             log.info({"event": "index_build_started", "corpus": self.name, "factory": factory, "vectors": len(live)})
-            index = AnnIndex(factory, self.dim, ef_construction=self.config.ef_construction)
             trained_on = 0
             if not index.is_trained:
-                if len(live) < (index.min_training_size() if force else index.training_size()):
-                    if not force:
-                        return
-                    raise CorpusError(
-                        f"{factory} needs at least {index.min_training_size()} vectors to train (FAISS advises "
-                        f"{index.training_size()}) and corpus {self.name!r} has {len(live)}; "
-                        "searches stay exact until it has enough"
-                    )
                 rng = np.random.default_rng(len(live))
                 take = min(len(live), max(index.training_size(), TRAINING_SAMPLE_MAX))
                 index.train(vectors[np.sort(rng.choice(len(live), take, replace=False))])
@@ -502,8 +563,25 @@ class Corpus:
                     index.to_gpu()
                 self.ann, self._ann_dead, self._built_count = index, dead, self.store.count
                 self._trained_on = trained_on
-                self.manifest["built_factory"] = factory
             log.info({"event": "index_built", "corpus": self.name, "factory": factory, "vectors": len(live) + len(new)})
+            self._record_build(BUILD_DONE, factory, vectors=len(live) + len(new))
+        except Exception as exc:
+            started = (self.manifest.get("build") or {}).get("state") == BUILD_RUNNING
+            if started and not isinstance(exc, DiskFullError):
+                reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+                log.exception("corpus %s: index build of %s failed; searches stay exact", self.name, factory)
+                try:
+                    self._record_build(BUILD_FAILED, factory, reason=reason, vectors=tried_on)
+                except DiskFullError:
+                    record = {"state": BUILD_FAILED, "factory": factory, "reason": reason, "vectors": tried_on}
+                    self.manifest["build"] = record
+            else:
+                log.warning(
+                    {"event": "index_build_skipped", "corpus": self.name, "factory": factory, "reason": str(exc)}
+                )
+            if force:
+                raise
+            return  # a background build's failure is recorded and reported by describe(), not raised
         finally:
             self._building = False
         if not self._closed:
@@ -746,6 +824,16 @@ class Corpus:
                 pass  # a snapshot's temporary file, gone between listing and stat
         return total
 
+    def _index_state(self, ann: AnnIndex | None) -> str:
+        """ "building", "build_failed" (the last attempt at the target failed; searches use what there is),
+        "built" or "exact" (no index is wanted yet, or an untrained one is waiting for vectors)."""
+        if self._building:
+            return BUILD_RUNNING
+        configured = str((self.manifest.get("index") or {}).get("factory"))
+        if self._build_failed(self.target_factory()) or self._build_failed(configured):
+            return BUILD_FAILED
+        return BUILD_DONE if ann is not None else "exact"
+
     def describe(self) -> dict[str, Any]:
         with self._rw.read():
             ann = self.ann
@@ -765,6 +853,8 @@ class Corpus:
                     "gpu": bool(ann and ann.on_gpu),
                     "gpu_note": ann.gpu_note if ann else "",
                     "building": self._building,
+                    "state": self._index_state(ann),
+                    "last_build": dict(self.manifest.get("build") or {}),
                 },
                 "read_only": self.read_only,
                 "bytes_on_disk": self.bytes_on_disk(),

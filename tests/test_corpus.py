@@ -241,9 +241,9 @@ def test_auto_index_is_exact_when_small_and_ann_when_large(tmp_path: Path) -> No
 
 
 def test_bad_factory_string_is_refused_at_create(tmp_path: Path) -> None:
-    from tessera.index.ann import IndexBuildError
+    from tessera.index.spec import IndexSpecError
 
-    with pytest.raises(IndexBuildError, match="IVFbogus"):
+    with pytest.raises(IndexSpecError, match="IVFbogus"):
         new_corpus(tmp_path / "c", "IVFbogus")
 
 
