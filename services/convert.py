@@ -22,6 +22,15 @@ FUSION_FROM_PB = {
 }
 
 
+def fusion_from_pb(value: int) -> str:
+    """The fusion a SearchRequest asks for; an enum number this server does not know is refused, as for modality."""
+    if value not in FUSION_FROM_PB:
+        raise ValueError(
+            f"fusion: {value} is not a Fusion value (FUSION_CALIBRATED, FUSION_PAIR, FUSION_RRF, FUSION_RAW)"
+        )
+    return FUSION_FROM_PB[value]
+
+
 def content_from_pb(message: pb.Content, where: str, unspecified_ok: bool = False) -> Content:
     """`unspecified_ok` (an upserted item's content): MODALITY_UNSPECIFIED means the corpus's modality (None)."""
     if unspecified_ok and message.modality == pb.MODALITY_UNSPECIFIED and message.WhichOneof("body") != "vector":

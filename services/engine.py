@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tessera.embedder import Modality, Space, UnknownSpaceError, load_space
+from tessera.embedder.quoting import quote
 from tessera.index.catalog import Catalog, CorpusNotFoundError
 from tessera.index.config import IndexConfig
 from tessera.index.corpus import Corpus
@@ -64,13 +65,6 @@ class NewItem:
     uri: str | None = None
 
 
-def _names_a_path(space: str) -> bool:
-    """A space name that reaches the filesystem: a directory path, or an OpenCLIP checkpoint path (`arch//file`)."""
-    if space.startswith("openclip:"):
-        return "//" in space
-    return "/" in space or "\\" in space or space.startswith(".")
-
-
 class Engine:
     def __init__(
         self,
@@ -89,6 +83,7 @@ class Engine:
         self.catalog = Catalog(data_dir, min_free_bytes=min_free_bytes)
         # A network-facing server turns this off: a client must not make it read files of its choosing.
         self.allow_space_paths = allow_space_paths
+        self.spaces_dir = Path(data_dir) / "spaces"  # saved spaces, loaded by name
         self.router = Router(self.catalog)
         self.limits = limits or Limits()
         self.batching = batching
@@ -109,14 +104,13 @@ class Engine:
             space = self._spaces.get(name)
             if space is None:
                 base = name.rsplit("@", 1)[0] if "@" in name else name
-                if not self.allow_space_paths and _names_a_path(base):
-                    raise UnknownSpaceError(
-                        f"space {base!r} names a file path, which this server does not load; save the space under "
-                        "<data dir>/spaces/<name> and use its name, or start the server with --allow-space-paths"
-                    )
-                space = self._spaces.get(base) or load_space(base, self.device)
+                space = self._spaces.get(base) or load_space(
+                    base, self.device, spaces_dir=self.spaces_dir, allow_paths=self.allow_space_paths
+                )
                 if "@" in name and space.id != name:
-                    raise UnknownSpaceError(f"space {name!r} is not loadable here; {base!r} is version {space.id}")
+                    raise UnknownSpaceError(
+                        f"space {quote(name)} is not loadable here; {quote(base)} is version {space.id}"
+                    )
                 self._spaces[base] = self._spaces[space.id] = space
             return space
 
@@ -225,12 +219,12 @@ class Engine:
         if to_embed:
             for i in to_embed:
                 if items[i].content is None:
-                    raise ValueError(f"item {items[i].id!r} has neither content nor a vector")
+                    raise ValueError(f"item {quote(items[i].id)} has neither content nor a vector")
                 if items[i].content.modality is None:
                     items[i].content.modality = Modality.parse(corpus.modality)
                 if items[i].content.modality.value != corpus.modality:
                     raise ValueError(
-                        f"item {items[i].id!r} is {items[i].content.modality.value} content; "
+                        f"item {quote(items[i].id)} is {items[i].content.modality.value} content; "
                         f"corpus {corpus.name!r} holds {corpus.modality}"
                     )
             embedded = await self.embed(

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..decode import decode_image, decode_text
+from ..errors import WeightsUnavailableError
 from ..modality import Modality
 from .base import BuildContext, Encoder, register
 
@@ -39,13 +40,18 @@ def load_openclip(arch: str, pretrained: str, device: str) -> tuple[Any, Any, An
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=weights, device=device)
-    except RuntimeError as exc:
+    except Exception as exc:  # torch.load of a file that is no checkpoint raises many kinds
+        # `from None`: the traceback would keep the half-built model (hundreds of MB) alive.
         if weights is not None and not Path(weights).exists():
-            raise RuntimeError(
-                f"could not load OpenCLIP weights {arch}/{weights}: {exc}. "
+            raise WeightsUnavailableError(
+                f"could not load OpenCLIP weights {arch}/{weights}: not in the local cache and not downloadable. "
                 "Run once on a machine with internet to fill the cache, or pass a local checkpoint: "
                 f"openclip:{arch}//path/to/checkpoint.pt"
-            ) from exc
+            ) from None
+        if weights is not None:
+            raise WeightsUnavailableError(
+                f"the checkpoint given for OpenCLIP {arch} could not be read as its weights ({type(exc).__name__})"
+            ) from None
         raise
     model.eval()
     return model, preprocess, open_clip.get_tokenizer(arch)
