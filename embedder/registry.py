@@ -191,7 +191,9 @@ def _resolve(
     if name.startswith(VECTORS_PREFIX):
         return vectors_spec(name), None
     if not allow_paths and (not name.isascii() or not name.isprintable() or "\\" in name):
-        raise _unknown(name, "space names are printable ASCII")
+        raise _unknown(
+            name, "space names are printable ASCII, and paths need a server started with --allow-space-paths"
+        )
     if name.startswith(OPENCLIP_PREFIX):
         if not allow_paths:
             _check_openclip_by_name(name)
@@ -199,7 +201,11 @@ def _resolve(
     spaces_dir = spaces_dir if spaces_dir is not None else data_dir() / "spaces"
     if not allow_paths:
         if not SAVED_NAME.fullmatch(name) or ".." in name:
-            raise _unknown(name, "not a built-in, and saved spaces are named like 'my-space' (no paths)")
+            raise _unknown(
+                name,
+                "this server loads spaces by name only (no paths): save the space under its data directory's "
+                "spaces/<name> and use the name, or start the server with --allow-space-paths",
+            )
         candidates = [spaces_dir / name]
     else:
         candidates = [Path(name), spaces_dir / name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -10,14 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from tessera.embedder.modality import Modality
+from tessera.embedder.quoting import quote
 
 from . import dirlock
 from .config import IndexConfig
 from .corpus import MANIFEST, Corpus
 from .diskspace import DiskGuard
+from .integrity import CorpusDamagedError, looks_like_corpus
+
+log = logging.getLogger(__name__)
 
 CORPORA = "corpora"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# The one grammar for corpus names, in every entry point (gRPC, CLI, Python). Matched in full: `$` would
+# let "notes\n" through, and make a directory with a newline in its name.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+MAX_NAME_CHARS = 128
 
 
 class CorpusNotFoundError(LookupError):
@@ -28,11 +36,15 @@ class CorpusExistsError(FileExistsError):
     pass
 
 
+def is_valid_name(name: object) -> bool:
+    return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None
+
+
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not is_valid_name(name):
         raise ValueError(
-            f"corpus name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', starting with a letter "
-            "or digit"
+            f"corpus name {quote(name)} is not allowed: use 1-{MAX_NAME_CHARS} letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
         )
     return name
 
@@ -52,6 +64,7 @@ class Catalog:
         self._dir.mkdir(parents=True, exist_ok=True)
         self.guard = DiskGuard(self.root, min_free_bytes)
         self._open: dict[str, Corpus] = {}
+        self._damaged: dict[str, CorpusDamagedError] = {}
         self._lock = threading.Lock()
         # A read-only catalog writes nothing, so it needs no exclusive hold on the directory.
         self._dir_lock = None if read_only else dirlock.acquire(self.root)
@@ -60,11 +73,16 @@ class Catalog:
                 shutil.rmtree(doomed, ignore_errors=True)
 
     def names(self) -> list[str]:
-        return sorted(p.name for p in self._dir.iterdir() if (p / MANIFEST).exists())
+        """Every corpus, damaged ones included: a directory whose manifest is gone but whose log or
+        snapshots remain is listed (and reported damaged), not silently left out."""
+        return sorted(p.name for p in self._dir.iterdir() if is_valid_name(p.name) and looks_like_corpus(p))
+
+    def _exists(self, name: str) -> bool:
+        return name in self or (is_valid_name(name) and looks_like_corpus(self._dir / name))
 
     def __contains__(self, name: object) -> bool:
         # Only valid names can exist; checking first keeps paths like "../x" or 300-byte names off the filesystem.
-        return isinstance(name, str) and bool(NAME_PATTERN.match(name)) and (self._dir / name / MANIFEST).exists()
+        return is_valid_name(name) and (self._dir / name / MANIFEST).exists()
 
     def create(
         self,
@@ -82,7 +100,7 @@ class Catalog:
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         with self._lock:
-            if name in self:
+            if self._exists(name):  # a damaged corpus too: its files are not to be overwritten
                 raise CorpusExistsError(f"corpus {name!r} already exists; drop it first or pick another name")
             corpus = Corpus.create(
                 self._dir / name,
@@ -98,26 +116,63 @@ class Catalog:
             return corpus
 
     def get(self, name: str) -> Corpus:
+        """The open corpus; CorpusDamagedError (DATA_LOSS) for one whose files are damaged, every time."""
         with self._lock:
             corpus = self._open.get(name)
             if corpus is None:
-                if name not in self:
+                damaged = self._damaged.get(name)
+                if damaged is not None:
+                    raise damaged
+                if not self._exists(name):
                     have = ", ".join(self.names()) or "none yet"
-                    raise CorpusNotFoundError(f"no corpus named {name!r}; corpora here: {have}")
-                corpus = Corpus.open(self._dir / name, read_only=self.read_only, guard=self.guard)
+                    raise CorpusNotFoundError(f"no corpus named {quote(name)}; corpora here: {have}")
+                try:
+                    corpus = Corpus.open(self._dir / name, read_only=self.read_only, guard=self.guard)
+                except CorpusDamagedError as exc:
+                    # Isolated: nothing of it was loaded, and nothing on disk was changed.
+                    self._damaged[name] = exc
+                    log.error({"event": "corpus_damaged", "corpus": name, "file": exc.file, "reason": exc.problem})
+                    raise
                 self._open[name] = corpus
             return corpus
 
     def corpora(self) -> list[Corpus]:
-        return [self.get(name) for name in self.names()]
+        """The corpora that load; damaged ones are left out (see `damaged`)."""
+        out = []
+        for name in self.names():
+            try:
+                out.append(self.get(name))
+            except CorpusDamagedError:
+                pass
+        return out
+
+    def damaged(self) -> dict[str, CorpusDamagedError]:
+        """The corpora found damaged so far (on first use; `corpora()` and listings try every one).
+
+        Without the catalog's lock, which a corpus holds while it loads: a metrics scrape must not wait.
+        """
+        return dict(self._damaged)
 
     def describe(self, name: str) -> dict[str, Any]:
-        return self.get(name).describe()
+        """The corpus's description; for a damaged one, what its manifest still says plus `damaged` and `damage`."""
+        try:
+            return self.get(name).describe()
+        except CorpusDamagedError as exc:
+            return exc.describe()
+
+    def rebuild(self, name: str) -> dict[str, Any]:
+        """Build a corpus's index now (also after a failed or interrupted build) and snapshot it, so the
+        next open loads the index instead of building it again; returns the corpus's description."""
+        corpus = self.get(name)
+        corpus.rebuild()
+        corpus.snapshot()
+        return corpus.describe()
 
     def drop(self, name: str) -> None:
         with self._lock:
-            if name not in self:
-                raise CorpusNotFoundError(f"no corpus named {name!r}")
+            if not self._exists(name):
+                raise CorpusNotFoundError(f"no corpus named {quote(name)}")
+            self._damaged.pop(name, None)  # dropping is one way out of damage
             corpus = self._open.pop(name, None)
             if corpus is not None:
                 corpus.wait_idle()

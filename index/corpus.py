@@ -17,7 +17,6 @@ backoff, while writes go on as long as the log has room.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import os
@@ -37,19 +36,29 @@ from .config import AUTO, EXACT, IndexConfig, auto_factory, check_knob, is_exact
 from .diskspace import DiskFullError, DiskGuard
 from .exact import exact_topk
 from .filters import Filter, compile_filter
+from .integrity import (
+    INDEX,
+    MANIFEST,
+    SNAPSHOTS,
+    WAL_FILE,
+    CorpusDamagedError,
+    FileDamage,
+    known_fields,
+    log_mismatch,
+    looks_like_corpus,
+    read_manifest,
+    snapshot_rel,
+)
 from .items import Item, ItemError, metadata_of, payload_table, validate_items
 from .locks import ReadWriteLock
 from .records import Delete, Upsert, decode, encode_delete, encode_upsert
 from .snapshot import read_snapshot, remove_leftovers, write_json_atomic, write_snapshot
 from .spec import parse_factory
 from .store import ItemStore
-from .wal import WriteAheadLog
+from .wal import WALCorruptError, WriteAheadLog, scan_log
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-WAL_FILE = "wal.log"
-SNAPSHOTS = "snapshots"
 FORMAT = 1
 # Below this share of admitted rows a filtered search is exact over those rows: graph and IVF
 # searches lose recall when most neighbours are filtered out, and the subset is small.
@@ -104,9 +113,16 @@ class WriteResult:
 
 class Corpus:
     def __init__(
-        self, path: Path, manifest: dict[str, Any], *, read_only: bool = False, guard: DiskGuard | None = None
+        self,
+        path: Path,
+        manifest: dict[str, Any],
+        *,
+        read_only: bool = False,
+        guard: DiskGuard | None = None,
+        verify: bool = True,
     ) -> None:
         self.path = path
+        self._verify = verify  # check the snapshot files' digests as they load (see Corpus.open)
         # The free-space rules: a Catalog passes its data directory's, with the --min-free-mb threshold.
         self.guard = guard or DiskGuard(path, label="corpus directory")
         self.manifest = manifest
@@ -198,17 +214,36 @@ class Corpus:
             raise
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, read_only: bool = False, guard: DiskGuard | None = None) -> Corpus:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        read_only: bool = False,
+        guard: DiskGuard | None = None,
+        verify: bool = True,
+    ) -> Corpus:
+        """Open a corpus, checking every file it reads; a damaged one raises CorpusDamagedError and loads nothing.
+
+        `verify=False` skips the snapshot files' digests (their sizes and structure are still checked).
+        """
         path = Path(path)
+        if not (path / MANIFEST).exists() and not looks_like_corpus(path):
+            raise CorpusError(f"no corpus named {path.name!r} (no {MANIFEST})")
         try:
-            manifest = json.loads((path / MANIFEST).read_text())
-        except FileNotFoundError:
-            raise CorpusError(f"no corpus at {path} (missing {MANIFEST})") from None
+            manifest = read_manifest(path)
+        except FileDamage as damage:
+            raise CorpusDamagedError(path.name, damage, known_fields(path)) from None
         if manifest.get("format") != FORMAT:
-            raise CorpusError(f"corpus at {path} has format {manifest.get('format')}; this Tessera reads {FORMAT}")
-        return cls(path, manifest, read_only=read_only, guard=guard)
+            raise CorpusError(f"corpus {path.name!r} has format {manifest.get('format')}; this Tessera reads {FORMAT}")
+        return cls(path, manifest, read_only=read_only, guard=guard, verify=verify)
 
     def _load(self) -> None:
+        """Read and check everything first, and change nothing on disk until all of it passed."""
+        try:
+            replayed, torn, index_damage = self._read_checked()
+        except FileDamage as damage:
+            self._background.shutdown(wait=False)
+            raise CorpusDamagedError(self.name, damage, self.manifest) from None
         snapshot = self.manifest.get("snapshot")
         if not self.read_only:  # a read-only opener holds no lock: the writer's temporary files are not its to remove
             removed = remove_leftovers(self.path, self.path / SNAPSHOTS, snapshot)
@@ -220,24 +255,8 @@ class Corpus:
                         "paths": [str(p.relative_to(self.path)) for p in removed],
                     }
                 )
-        if snapshot:
-            loaded = read_snapshot(self.path / SNAPSHOTS / snapshot, self.dim, mmap=self.read_only)
-            self.store.load(loaded.vectors, loaded.payload, loaded.slots)
-            built = self.manifest.get("built_factory")
-            if loaded.index_path is not None and built:
-                self.ann = AnnIndex.load(built, self.dim, loaded.index_path, mmap=self.read_only)
-                self._ann_dead = self.ann.ntotal - self.store.count if not self.ann.supports_remove() else 0
-                self._built_count = self._trained_on = self.store.count
         self.wal = WriteAheadLog(self.path / WAL_FILE)
-        replayed = 0
-        after = int(self.manifest.get("snapshot_seqno", 0))
-        for seqno, payload in self.wal.replay():
-            if seqno <= after:
-                continue  # already in the snapshot: the crash came between snapshot and log reset
-            self._apply(decode(payload, self.dim))
-            replayed += 1
         self._unsnapshotted = replayed
-        torn = self.wal.report.torn_bytes
         self.recovery = {"snapshot": snapshot, "replayed": replayed, "torn_bytes": torn}
         if torn:
             log.warning(
@@ -247,11 +266,109 @@ class Corpus:
                 torn,
                 replayed,
             )
+        if snapshot and not self.manifest.get("snapshot_files") and not self.read_only:
+            # Written before checksums: the next snapshot (at close, at the latest) records them.
+            self._unsnapshotted += 1
+        if index_damage is not None:
+            self.recovery["index_rebuilt"] = str(index_damage)
+            log.error(
+                {
+                    "event": "index_damaged",
+                    "corpus": self.name,
+                    "file": index_damage.file,
+                    "reason": index_damage.problem,
+                    "action": "searching exactly over the vectors, which were verified; the index is rebuilt "
+                    "from them and a new snapshot replaces the damaged file"
+                    if not self.read_only
+                    else "searching exactly over the vectors (read-only: nothing is rebuilt)",
+                }
+            )
         if self.ann is not None and self.config.use_gpu:
             self.ann.to_gpu()
         self._note_interrupted_build()
         if not self.read_only:
             self._maybe_build()
+            if index_damage is not None:
+                self._submit(self._replace_damaged_index)
+
+    def _read_checked(self) -> tuple[int, int, FileDamage | None]:
+        """Load the snapshot and replay the log into memory; raises FileDamage, writes nothing.
+
+        Returns (records replayed, torn bytes at the log's end, the damage of an index to rebuild).
+        """
+        snapshot = self.manifest.get("snapshot")
+        after = int(self.manifest.get("snapshot_seqno", 0) or 0)
+        index_damage: FileDamage | None = None
+        if snapshot:
+            loaded = read_snapshot(
+                self.path / SNAPSHOTS / snapshot,
+                self.dim,
+                mmap=self.read_only,
+                files=self.manifest.get("snapshot_files"),
+                snapshot=snapshot,
+                verify=self._verify,
+            )
+            index_damage = loaded.index_damage
+            built = self.manifest.get("built_factory")
+            if built and loaded.index_path is None and index_damage is None:
+                index_damage = FileDamage(snapshot_rel(snapshot, INDEX), "is missing")
+            self.store.load(loaded.vectors, loaded.payload, loaded.slots)
+            if loaded.index_path is not None and built and index_damage is None:
+                try:
+                    ann = AnnIndex.load(built, self.dim, loaded.index_path, mmap=self.read_only)
+                except Exception as exc:  # FAISS's message names the path; the type is enough here
+                    index_damage = FileDamage(
+                        snapshot_rel(snapshot, INDEX), f"cannot be read by FAISS ({type(exc).__name__})"
+                    )
+                else:
+                    if not self.store.count <= ann.ntotal <= self.store.n_slots:
+                        index_damage = FileDamage(
+                            snapshot_rel(snapshot, INDEX),
+                            f"holds {ann.ntotal} vectors where the snapshot has {self.store.count} live of "
+                            f"{self.store.n_slots}",
+                        )
+                    else:
+                        self.ann = ann
+                        self._ann_dead = self.ann.ntotal - self.store.count if not self.ann.supports_remove() else 0
+                        self._built_count = self._trained_on = self.store.count
+        wal_path = self.path / WAL_FILE
+        if not wal_path.exists():
+            if snapshot or after:
+                raise FileDamage(WAL_FILE, f"is missing (writes after the snapshot's seqno {after} would be lost)")
+            return 0, 0, index_damage
+        try:
+            scan = scan_log(wal_path)
+        except WALCorruptError as exc:
+            raise FileDamage(WAL_FILE, exc.problem) from None
+        except OSError as exc:
+            raise FileDamage(WAL_FILE, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+        problem = log_mismatch(scan.base_seqno, scan.last_seqno, after)
+        if problem:
+            raise FileDamage(WAL_FILE, problem)
+        replayed = 0
+        for seqno, payload, _ in scan.records:
+            if seqno <= after:
+                continue  # already in the snapshot: the crash came between snapshot and log reset
+            try:
+                record = decode(payload, self.dim)
+                self._apply(record)
+            except Exception as exc:  # its CRC matched, so it was written wrong or by another version
+                raise FileDamage(
+                    WAL_FILE, f"has a record (seqno {seqno}) that cannot be applied ({type(exc).__name__})"
+                ) from None
+            replayed += 1
+        return replayed, scan.torn_bytes, index_damage
+
+    def _replace_damaged_index(self) -> None:
+        """After a rebuild from the vectors, snapshot so the damaged index file is replaced on disk."""
+        if self._closed:
+            return
+        try:
+            self.snapshot()
+        except DiskFullError as exc:
+            log.warning({"event": "snapshot_deferred", "corpus": self.name, "reason": str(exc)})
+            return
+        log.info({"event": "index_replaced", "corpus": self.name, "snapshot": self.manifest.get("snapshot")})
 
     def close(self) -> None:
         """Finish background work and snapshot what the log holds, so the next open is fast."""
@@ -569,6 +686,8 @@ class Corpus:
             started = (self.manifest.get("build") or {}).get("state") == BUILD_RUNNING
             if started and not isinstance(exc, DiskFullError):
                 reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+                if "Error in " in reason or ".cpp" in reason:  # FAISS's C++ internals stay in the server log
+                    reason = f"FAISS could not build {factory} ({type(exc).__name__}; the server log has the details)"
                 log.exception("corpus %s: index build of %s failed; searches stay exact", self.name, factory)
                 try:
                     self._record_build(BUILD_FAILED, factory, reason=reason, vectors=tried_on)
@@ -782,15 +901,17 @@ class Corpus:
                     payload, slots = self.store.live_payload()
                     vectors = self.store.vectors[: self.store.n_slots]
                     ann = self.ann
-                    write_snapshot(
+                    updated = {**self.manifest, "snapshot": name, "snapshot_seqno": seqno}
+                    updated["built_factory"] = ann.factory if ann else None
+                    # Each file's size and digest, checked at every load; the snapshot keeps a copy of the manifest.
+                    updated["snapshot_files"] = write_snapshot(
                         self.path / SNAPSHOTS / name,
                         vectors,
                         payload,
                         slots,
                         write_index=ann.save if ann is not None else None,
+                        manifest=updated,
                     )
-                updated = {**self.manifest, "snapshot": name, "snapshot_seqno": seqno}
-                updated["built_factory"] = ann.factory if ann else None
                 try:
                     write_json_atomic(self.path / MANIFEST, updated)
                 except BaseException:
@@ -834,9 +955,20 @@ class Corpus:
             return BUILD_FAILED
         return BUILD_DONE if ann is not None else "exact"
 
+    def _index_note(self, state: str) -> str:
+        if state != BUILD_FAILED:
+            return ""
+        build = self.manifest.get("build") or {}
+        return (
+            f"{build.get('reason', 'the last build failed')}. Searches are exact (or use the index built before). "
+            f"It is tried again once the corpus has grown {RETRAIN_GROWTH}x, or now with "
+            f"`tessera corpus rebuild {self.name}` while no server has the data directory open"
+        )
+
     def describe(self) -> dict[str, Any]:
         with self._rw.read():
             ann = self.ann
+            state = self._index_state(ann)
             return {
                 "name": self.name,
                 "space": self.space_id,
@@ -853,7 +985,8 @@ class Corpus:
                     "gpu": bool(ann and ann.on_gpu),
                     "gpu_note": ann.gpu_note if ann else "",
                     "building": self._building,
-                    "state": self._index_state(ann),
+                    "state": state,
+                    "note": self._index_note(state),
                     "last_build": dict(self.manifest.get("build") or {}),
                 },
                 "read_only": self.read_only,
@@ -896,4 +1029,13 @@ def drop_corpus_dir(path: Path) -> None:
     shutil.rmtree(path)
 
 
-__all__ = ["Corpus", "CorpusError", "Hit", "Item", "ItemError", "WriteResult", "drop_corpus_dir"]
+__all__ = [
+    "Corpus",
+    "CorpusDamagedError",
+    "CorpusError",
+    "Hit",
+    "Item",
+    "ItemError",
+    "WriteResult",
+    "drop_corpus_dir",
+]

@@ -140,6 +140,8 @@ class Router:
                 skipped.append({"corpus": corpus.name, "reason": f"holds {corpus.modality}, not a target modality"})
             else:
                 chosen.append(corpus)
+        for name, damage in sorted(self.catalog.damaged().items()):
+            skipped.append({"corpus": name, "reason": f"damaged, not served: {damage.reason}"})
         return chosen, skipped
 
     def search(self, query: Query) -> RoutedResult:

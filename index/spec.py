@@ -6,7 +6,7 @@ without bound (`IVF999999999,Flat`), or never answer (`IVF0,Flat`). So a spec is
 parsed here into components Tessera knows, each parameter inside its bounds, and
 anything else is refused with a message naming the part:
 
-    spec       := [transform ","]* [("IDMap" | "IDMap2") ","] main ["," refine]
+    spec       := [transform ","]* [("IDMap" | "IDMap2") ","] main
     transform  := "OPQ" M ["_" D] | "PCA" ["R" | "W" | "WR"] D | "L2norm"
     main       := "Flat" | hnsw | ivf "," ivf_codes | codes
     hnsw       := "HNSW" M ["_" ("Flat" | sq | pq)]
@@ -16,7 +16,9 @@ anything else is refused with a message naming the part:
     pq         := "PQ" m ["x" nbits]
     pq_fastscan:= "PQ" m "x4fs" ["r"]
     sq         := "SQ4" | "SQ6" | "SQ8" | "SQfp16" | "SQbf16"
-    refine     := "RFlat" | "Refine(" ("Flat" | sq) ")"
+
+FAISS's refine stages (`RFlat`, `Refine(...)`) are refused: IVF under a refine cannot take
+Tessera's ids, and every hit is re-scored exactly from the stored vectors anyway.
 
 Dimension rules (m dividing the dimension, PCA no wider than its input) apply
 once the dimension is known, at corpus creation.
@@ -46,7 +48,6 @@ _HNSW = re.compile(rf"HNSW{_INT}(?:_(.+))?")
 _IVF = re.compile(rf"IVF{_INT}(?:_HNSW{_INT})?")
 _PQ = re.compile(rf"PQ{_INT}(?:x{_INT})?")
 _PQ_FASTSCAN = re.compile(rf"PQ{_INT}x4fs(r)?")
-_REFINE = re.compile(r"Refine\((.+)\)")
 
 
 class IndexSpecError(ValueError):
@@ -91,8 +92,12 @@ class _Parser:
             parts.pop(0)
         if parts and parts[0] in ("IDMap", "IDMap2"):
             parts.pop(0)
-        if parts and (parts[-1] == "RFlat" or _REFINE.fullmatch(parts[-1])):
-            self._refine(parts.pop())
+        if parts and (parts[-1] == "RFlat" or parts[-1].startswith("Refine")):
+            raise self.fail(
+                parts[-1],
+                "FAISS's refine stage is not offered: Tessera re-scores every hit by exact cosine from the stored "
+                "vectors (the `rescore` and `refine` settings), so drop it",
+            )
         if not parts:
             raise self.fail(self.factory, "no index after the transforms; end with e.g. 'Flat' or 'HNSW32'")
         main, rest = parts[0], parts[1:]
@@ -100,7 +105,7 @@ class _Parser:
             return IndexSpec(self.factory, "exact")
         if match := _HNSW.fullmatch(main):
             if rest:
-                raise self.fail(rest[0], "nothing follows an HNSW index but a refine ('RFlat')")
+                raise self.fail(rest[0], "nothing follows an HNSW index")
             m = self._bounded(main, "HNSW needs M", int(match[1]), *HNSW_M)
             if match[2] is not None and match[2] != "Flat":
                 self._codes(match[2], f"{main}: after 'HNSW{match[1]}_' comes Flat, SQ8, SQfp16, ... or PQ<m>")
@@ -115,7 +120,7 @@ class _Parser:
                 self._codes(rest[0], "after IVF comes Flat, SQ4/SQ6/SQ8/SQfp16/SQbf16, PQ<m>[x<nbits>] or PQ<m>x4fs")
             return IndexSpec(self.factory, "ivf", nlist=nlist)
         if rest:
-            raise self.fail(rest[0], "unexpected after the index; only a refine ('RFlat' or 'Refine(SQ8)') may follow")
+            raise self.fail(rest[0], "unexpected after the index")
         self._codes(main, "not an index Tessera knows: use Flat, HNSW<M>, IVF<nlist>,<codes>, PQ<m>, SQ8, ...")
         return IndexSpec(self.factory, "codes")
 
@@ -160,13 +165,6 @@ class _Parser:
             raise self.fail(part, "PQ needs at least 1 sub-quantizer")
         if self.dim is not None and (m > self.dim or self.dim % m):
             raise self.fail(part, f"PQ's sub-quantizers must divide the dimension {self.dim}; {m} does not")
-
-    def _refine(self, part: str) -> None:
-        if part == "RFlat":
-            return
-        inner = _REFINE.fullmatch(part)
-        if inner is None or (inner[1] != "Flat" and inner[1] not in SQ_KINDS):
-            raise self.fail(part, "a refine is 'RFlat', 'Refine(Flat)' or 'Refine(SQ8)' (or another SQ kind)")
 
 
 __all__ = ["IndexSpec", "IndexSpecError", "parse_factory"]

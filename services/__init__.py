@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AlreadyExists,
+    DataLoss,
     DeadlineExceeded,
     FailedPrecondition,
     Internal,
@@ -64,6 +65,7 @@ __all__ = [
     "AlreadyExists",
     "AsyncClient",
     "Client",
+    "DataLoss",
     "DeadlineExceeded",
     "FailedPrecondition",
     "Hit",

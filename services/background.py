@@ -22,6 +22,7 @@ class ServerThread:
         limits: Limits | None = None,
         batching: bool = True,
         max_message_bytes: int | None = None,
+        http_port: int | None = None,
         **engine_options: Any,
     ) -> None:
         self.data_dir = data_dir
@@ -30,6 +31,7 @@ class ServerThread:
         self.limits = limits
         self.batching = batching
         self.max_message_bytes = max_message_bytes
+        self.http_port = http_port  # also serve HTTP/JSON and the console (tessera.http) on this port; 0: any free
         self.engine_options = engine_options
         self.metrics = Metrics()
         self.port = 0
@@ -55,6 +57,7 @@ class ServerThread:
                 **self.engine_options,
             )
             self.metrics.track_disk(engine.catalog.guard)
+            self.metrics.track_damage(engine.catalog)
             self.running = await start_server(
                 engine,
                 "127.0.0.1",
@@ -65,6 +68,8 @@ class ServerThread:
                 max_message_bytes=self.max_message_bytes,
             )
             self.port = self.running.port
+            if self.http_port is not None:
+                self.running.http = await self._start_http(engine)
         except BaseException as exc:
             self._error = exc
             self._ready.set()
@@ -72,6 +77,26 @@ class ServerThread:
         self._ready.set()
         await self._stopped.wait()
         await self.running.stop(grace=5)
+
+    async def _start_http(self, engine: Engine) -> Any:
+        from tessera.auth import KeyStore
+        from tessera.http import start_http
+        from tessera.service import Service
+
+        return await start_http(
+            Service(engine, self.metrics),
+            "127.0.0.1",
+            self.http_port or 0,
+            keys=KeyStore(keys=self.api_keys) if self.api_keys else None,
+            tls=self.tls,
+            metrics=self.metrics,
+            max_body_bytes=self.max_message_bytes,
+        )
+
+    @property
+    def http_url(self) -> str | None:
+        """The HTTP API's (and console's) base URL, when `http_port` was given."""
+        return self.running.http.url if self.running is not None and self.running.http is not None else None
 
     def start(self) -> ServerThread:
         self._thread.start()

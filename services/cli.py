@@ -131,9 +131,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _print_corpora(corpora: list[dict]) -> None:
     print(f"{'corpus':<20} {'modality':<8} {'count':>10} {'dim':>5}  {'space':<28} index (searching)")
     for c in corpora:
+        if c.get("damaged"):
+            print(f"{c['name']:<20} DAMAGED: {c['damage']}")
+            continue
+        state = "" if c.get("index_state") in ("", "built", "exact", None) else f", {c['index_state']}"
         print(
             f"{c['name']:<20} {c['modality']:<8} {c['count']:>10,} {c['dim']:>5}  {c['space']:<28} "
-            f"{c['index']} ({c['searching']})"
+            f"{c['index']} ({c['searching']}{state})"
         )
 
 
@@ -160,6 +164,44 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
             client.drop_corpus(args.name)
             print(f"dropped {args.name}")
     return 0
+
+
+def _cmd_corpus_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tessera.index.repair import format_verification, verify_data_dir
+
+    root = Path(args.data_dir)
+    reports = verify_data_dir(root, args.name)
+    print(format_verification(root, reports))
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def _cmd_corpus_rebuild(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from tessera.index.catalog import Catalog
+
+    with Catalog(Path(args.data_dir)) as catalog:
+        print(
+            f"building the index of {args.name} (FAISS reports no progress; large corpora take minutes) ...",
+            file=sys.stderr,
+        )
+        info = catalog.rebuild(args.name)
+    print(json.dumps(info["index"], indent=2))
+    return 0
+
+
+def _cmd_corpus_repair(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tessera.index.repair import format_repair, repair_corpus
+
+    result = repair_corpus(Path(args.data_dir), args.name, accept_loss=args.accept_loss)
+    print(format_repair(result))
+    return 0 if result.ok else 1
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -429,9 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     corpus = sub.add_parser(
         "corpus",
-        help="create, list, describe or drop corpora on a server or a data directory (--server)",
+        help="create, list, describe or drop corpora on a server or a data directory (--server); verify or "
+        "repair their files offline",
         description="Manage corpora on a running server, or in a data directory opened in this process "
-        "(--server PATH).",
+        "(--server PATH). `verify` and `repair` work on the data directory's files (--data-dir).",
     )
     corpus_sub = corpus.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = corpus_sub.add_parser(
@@ -453,6 +496,41 @@ def build_parser() -> argparse.ArgumentParser:
     for p in corpus_sub.choices.values():
         _add_client_options(p)
         p.set_defaults(func=_cmd_corpus)
+    # Offline, on the data directory itself: verify reads only (no lock, so also beside a server);
+    # repair takes the directory's lock, so the server must be stopped.
+    verify = corpus_sub.add_parser(
+        "verify",
+        help="check every file of the corpora in a data directory against its checksum (offline)",
+        description="Check each corpus's manifest, snapshot files (size and xxh3 digest), index and write-ahead "
+        "log (every record's CRC) without changing anything, print a per-file report and, for a damaged corpus, "
+        "what `tessera corpus repair` can do. Exits 1 when anything is damaged, 0 when all is sound.",
+    )
+    verify.add_argument("name", nargs="?", help="one corpus (default: every corpus in the data directory)")
+    repair = corpus_sub.add_parser(
+        "repair",
+        help="mend a damaged corpus where its files allow (offline, with the server stopped)",
+        description="Rebuild what the corpus's other files can rebuild: a damaged index from the vectors, a lost "
+        "manifest from the copy in its snapshot, a damaged snapshot from an older one plus the log. A damaged log "
+        "is cut back to its last sound record only with --accept-loss (writes after the damage are lost). "
+        "Exits 0 once every file verifies.",
+    )
+    repair.add_argument("name")
+    repair.add_argument(
+        "--accept-loss", action="store_true", help="also run repairs that drop data (a damaged log's later records)"
+    )
+    rebuild = corpus_sub.add_parser(
+        "rebuild",
+        help="build a corpus's index now, e.g. after a failed or interrupted build (offline, server stopped)",
+        description="Build the corpus's configured index from its live items (compacting tombstones), snapshot it, "
+        "and print the index's state. Automatic builds skip an index whose last attempt failed or was interrupted "
+        "until the corpus has doubled; this tries at once. Takes the data directory's lock: stop the server first.",
+    )
+    rebuild.add_argument("name")
+    for p, func in ((verify, _cmd_corpus_verify), (repair, _cmd_corpus_repair), (rebuild, _cmd_corpus_rebuild)):
+        p.add_argument(
+            "--data-dir", default="./tessera-data", help="the data directory of `tessera serve` (default: %(default)s)"
+        )
+        p.set_defaults(func=func)
 
     ingest = sub.add_parser(
         "ingest",

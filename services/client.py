@@ -393,7 +393,8 @@ class Client(_Options):
         return [msg.corpus_dict(c) for c in self._call("ListCorpora", pb.ListCorporaRequest()).corpora]
 
     def describe_corpus(self, name: str) -> dict[str, Any]:
-        """name, space, modality, dim, count, index, searching, bytes_on_disk, on_gpu, tombstones, similarity."""
+        """name, space, modality, dim, count, index, searching, bytes_on_disk, on_gpu, tombstones, similarity,
+        index_state ("exact", "building", "built", "build_failed") with index_note, and damaged with damage."""
         return msg.corpus_dict(self._call("DescribeCorpus", pb.DescribeCorpusRequest(name=name)).corpus)
 
     def drop_corpus(self, name: str) -> None:

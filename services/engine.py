@@ -123,8 +123,9 @@ class Engine:
 
     def query_space(self, corpora: Sequence[str] | None) -> str:
         """The space a query without one is embedded in: the one space its corpora (or all corpora) share."""
-        names = list(corpora) if corpora else self.catalog.names()
-        spaces = sorted({self.corpus(n).space_id for n in names})
+        # Without named corpora, the ones that load: a damaged corpus does not stop a search of the rest.
+        found = [self.corpus(n) for n in corpora] if corpora else self.catalog.corpora()
+        spaces = sorted({c.space_id for c in found})
         if len(spaces) == 1:
             return spaces[0]
         if not spaces:

@@ -51,6 +51,12 @@ class FailedPrecondition(TesseraError):
     code = "FAILED_PRECONDITION"
 
 
+class DataLoss(TesseraError):
+    """A file of a corpus is damaged on disk; the corpus is not served until it is repaired or restored."""
+
+    code = "DATA_LOSS"
+
+
 class ResourceExhausted(TesseraError):
     """Over a limit: too many items, too large a top_k, the server's concurrency cap, a full disk."""
 
@@ -94,6 +100,7 @@ _BY_CODE: dict[str, type[TesseraError]] = {
         NotFound,
         AlreadyExists,
         FailedPrecondition,
+        DataLoss,
         ResourceExhausted,
         Unauthenticated,
         PermissionDenied,
@@ -116,6 +123,7 @@ def error_for(code: str, message: str) -> TesseraError:
 
 __all__ = [
     "AlreadyExists",
+    "DataLoss",
     "DeadlineExceeded",
     "FailedPrecondition",
     "Internal",

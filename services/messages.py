@@ -215,7 +215,8 @@ def corpus_dict(info: pb.CorpusInfo) -> dict[str, Any]:
     return {
         "name": info.name,
         "space": info.space_id,
-        "modality": PB_TO_MODALITY[info.modality].value,
+        # A damaged corpus whose manifest is lost may not know its modality any more.
+        "modality": PB_TO_MODALITY[info.modality].value if info.modality in PB_TO_MODALITY else "unknown",
         "dim": info.dim,
         "count": info.count,
         "index": info.index_factory,
@@ -224,6 +225,10 @@ def corpus_dict(info: pb.CorpusInfo) -> dict[str, Any]:
         "on_gpu": info.on_gpu,
         "tombstones": info.tombstones,
         "similarity": info.similarity,
+        "index_state": info.index_state,
+        "index_note": info.index_note,
+        "damaged": info.damaged,  # its files are damaged: it is listed, and every other call answers DATA_LOSS
+        "damage": info.damage,
     }
 
 

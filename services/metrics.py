@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from tessera.index.diskspace import DiskGuard
+
+if TYPE_CHECKING:
+    from tessera.index.catalog import Catalog
 
 
 class Metrics:
@@ -32,6 +35,12 @@ class Metrics:
             registry=self.registry,
         )
         self.corpus_items = Gauge("tessera_corpus_items", "items per corpus", ["corpus"], registry=self.registry)
+        self.corpora_damaged = Gauge(
+            "tessera_corpora_damaged",
+            "corpora not served because a file of theirs is damaged (each call on one answers DATA_LOSS; "
+            "ListCorpora says which file); counted once a corpus was first used or listed",
+            registry=self.registry,
+        )
         self.data_dir_free = Gauge(
             "tessera_data_dir_free_bytes",
             "free bytes on the data directory's filesystem, read at each scrape",
@@ -42,6 +51,10 @@ class Metrics:
             "the --min-free-mb threshold in bytes: below it upserts are refused with RESOURCE_EXHAUSTED (0: none)",
             registry=self.registry,
         )
+
+    def track_damage(self, catalog: Catalog) -> None:
+        """Count the damaged corpora of `catalog` at each scrape (those found so far: corpora load on first use)."""
+        self.corpora_damaged.set_function(lambda: float(len(catalog.damaged())))
 
     def track_disk(self, guard: DiskGuard) -> None:
         """Report the data directory's free space (and threshold) from `guard`, measured when scraped."""

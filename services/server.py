@@ -220,10 +220,12 @@ class ServeOptions:
 
 def serve(options: ServeOptions) -> None:
     """`tessera serve`: run until SIGTERM/SIGINT, then drain calls and snapshot every corpus."""
+    from . import audit
     from .auth import KeyStore, load_keys
     from .logs import configure
 
     configure()
+    audit.install_from_env(options.data_dir)  # test-only: TESSERA_AUDIT_OPENS (tests/test_hostile.py)
     keys = KeyStore(options.api_keys_file) if options.api_keys_file else KeyStore(keys=load_keys(None))
 
     async def main() -> None:
@@ -241,6 +243,7 @@ def serve(options: ServeOptions) -> None:
             min_free_bytes=options.min_free_bytes,
         )
         metrics.track_disk(engine.catalog.guard)
+        metrics.track_damage(engine.catalog)
         running = await start_server(
             engine,
             options.host,

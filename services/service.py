@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from tessera.embedder import Modality, UnknownSpaceError, list_spaces
+from tessera.embedder.errors import WeightsUnavailableError
+from tessera.embedder.quoting import quote
 from tessera.index.catalog import CorpusExistsError, CorpusNotFoundError
 from tessera.index.corpus import CorpusError
 from tessera.index.dirlock import DataDirLockedError
 from tessera.index.diskspace import DiskFullError, DiskGuard, is_disk_full
+from tessera.index.integrity import CorpusDamagedError
 from tessera.v1 import tessera_pb2 as pb
 
-from .convert import FUSION_FROM_PB, content_from_pb, hit_to_pb
+from .convert import content_from_pb, fusion_from_pb, hit_to_pb
 from .engine import Engine, LimitError, NewItem
 from .wire import MODALITY_TO_PB, dict_to_struct, modality_from_pb, struct_to_dict, vector_from_pb, vector_to_pb
 
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from .metrics import Metrics
 
 INTERNAL = "INTERNAL"
+_MODALITY_VALUES = frozenset(m.value for m in Modality)
 
 
 class StatusError(Exception):
@@ -44,8 +48,20 @@ class StatusError(Exception):
         self.message = message
 
 
+# A message longer than this is cut: gRPC carries it in trailing metadata (8 KiB by default), and an
+# oversized one reaches the client as RESOURCE_EXHAUSTED about metadata instead of the real status.
+MAX_MESSAGE_CHARS = 1000
+
+
 def status_of(exc: BaseException) -> tuple[str, str]:
     """(gRPC status name, message) for an exception raised while answering a request."""
+    code, message = _status_of(exc)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 40] + f"... (message cut from {len(message)} chars)"
+    return code, message
+
+
+def _status_of(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, StatusError):
         return exc.code, exc.message
     if isinstance(exc, LimitError):
@@ -56,7 +72,9 @@ def status_of(exc: BaseException) -> tuple[str, str]:
         return "NOT_FOUND", str(exc).strip("'\"")
     if isinstance(exc, CorpusExistsError):
         return "ALREADY_EXISTS", str(exc)
-    if isinstance(exc, (CorpusError, DataDirLockedError)):
+    if isinstance(exc, CorpusDamagedError):  # before CorpusError: a damaged file, named relative to the corpus
+        return "DATA_LOSS", str(exc)
+    if isinstance(exc, (CorpusError, DataDirLockedError, WeightsUnavailableError)):
         return "FAILED_PRECONDITION", str(exc)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "DEADLINE_EXCEEDED", "the request's deadline passed before it finished"
@@ -94,18 +112,19 @@ class Service:
         )
 
     async def ListSpaces(self, request: pb.ListSpacesRequest) -> pb.ListSpacesResponse:
-        infos = await asyncio.to_thread(list_spaces, request.include_unavailable)
+        infos = await asyncio.to_thread(list_spaces, request.include_unavailable, self.engine.spaces_dir)
         out = []
         for info in infos:
+            if info.is_template:
+                continue  # "vectors:<dim>" and the like are families of names, not spaces with an id and a dim
             modalities = [MODALITY_TO_PB[Modality.parse(m.strip())] for m in info.modalities.split(",") if m.strip()]
-            loaded = self.engine.loaded_space(info.name)
             out.append(
                 pb.SpaceInfo(
                     name=info.name,
-                    id=loaded.id if loaded else "",
-                    dim=loaded.dim if loaded else 0,
+                    id=info.id,
+                    dim=info.dim,
                     modalities=modalities,
-                    similarity=loaded.similarity if loaded else "",
+                    similarity=info.similarity,
                     available=info.ready,
                     note=info.note,
                 )
@@ -115,6 +134,17 @@ class Service:
     # ---- corpora -------------------------------------------------------------------------
     def _corpus_info(self, name: str) -> pb.CorpusInfo:
         info = self.engine.catalog.describe(name)
+        if info.get("damaged"):  # listed with what its manifest still says, and why it is not served
+            modality = info.get("modality")
+            return pb.CorpusInfo(
+                name=info["name"],
+                space_id=info["space"],
+                modality=MODALITY_TO_PB.get(Modality(modality), 0) if modality in _MODALITY_VALUES else 0,
+                dim=info["dim"],
+                similarity=info["similarity"],
+                damaged=True,
+                damage=info["damage"],
+            )
         if self.metrics:
             self.metrics.corpus_items.labels(name).set(info["count"])
         return pb.CorpusInfo(
@@ -128,6 +158,8 @@ class Service:
             bytes_on_disk=info["bytes_on_disk"],
             on_gpu=info["index"]["gpu"],
             tombstones=info["index"]["tombstones"],
+            index_state=info["index"]["state"],
+            index_note=info["index"]["note"],
             similarity=info["similarity"],
         )
 
@@ -162,6 +194,11 @@ class Service:
         corpus, upserted, batches = "", 0, 0
         try:
             async for request in requests:
+                if request.corpus and corpus and request.corpus != corpus:
+                    raise ValueError(
+                        f"message {batches + 1} of this Upsert stream names corpus {quote(request.corpus)}, but the "
+                        f"stream writes to {quote(corpus)}; one stream writes one corpus: open another for another"
+                    )
                 corpus = request.corpus or corpus
                 if not corpus:
                     raise ValueError("the first UpsertRequest must name the corpus")
@@ -229,7 +266,7 @@ class Service:
             filter=struct_to_dict(request.filter) if request.HasField("filter") else None,
             corpora=list(request.corpora) or None,
             target_modalities=[modality_from_pb(m, "target_modalities") for m in request.target_modalities] or None,
-            fusion=FUSION_FROM_PB.get(request.fusion, "calibrated"),
+            fusion=fusion_from_pb(request.fusion),
             nprobe=request.nprobe or None,
             ef_search=request.ef_search or None,
         )

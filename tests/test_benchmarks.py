@@ -162,3 +162,21 @@ def test_recorded_reliability_results_meet_the_bars() -> None:
     assert data["fuzz_requests"] >= 5000 and data["fuzz_unexpected"] == 0 and data["fuzz_server_up"]
     assert data["load_clients"] == 16 and data["load_seconds"] >= 60 and data["load_errors"] == 0
     assert data["ok"]
+
+
+def test_verify_cost_small_run_times_loads_with_and_without_checksums(tmp_path: Path) -> None:
+    out = tmp_path / "verify_cost.json"
+    cmd = [sys.executable, "-m", "benchmarks.verify_cost", "--vectors", "3000", "--dim", "32", "--rounds", "1"]
+    result = subprocess.run([*cmd, "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["vectors"] == 3000 and data["dim"] == 32
+    assert data["load_s_without_verify"] > 0 and data["load_s_with_verify"] > 0
+    assert data["ratio"] > 0 and data["xxh3_gb_per_s"] > 0 and data["bytes_verified"] > 3000 * 32 * 4
+    assert data["commit"] and data["measured_at"]
+
+
+def test_recorded_verify_cost_is_for_a_million_vectors() -> None:
+    data = json.loads((REPO / "benchmarks" / "results" / "verify_cost.json").read_text())
+    assert data["vectors"] == 1_000_000 and data["dim"] == 384
+    assert data["load_s_with_verify"] >= data["load_s_without_verify"] * 0.8 and data["ratio"] > 0

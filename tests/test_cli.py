@@ -62,6 +62,8 @@ def test_serve_corpus_ingest_search_and_graceful_sigterm(tmp_path) -> None:
     import signal
     from pathlib import Path
 
+    from tessera.index.wal import FILE_HEADER
+
     data = tmp_path / "data"
     server = subprocess.Popen(
         [sys.executable, "-m", "tessera.cli", "serve", "--data-dir", str(data), "--port", "0"],
@@ -95,4 +97,4 @@ def test_serve_corpus_ingest_search_and_graceful_sigterm(tmp_path) -> None:
     # Graceful shutdown snapshotted the corpus: the log is empty and a snapshot holds both items.
     corpus_dir = Path(data) / "corpora" / "notes"
     assert list((corpus_dir / "snapshots").iterdir())
-    assert (corpus_dir / "wal.log").stat().st_size == 16
+    assert (corpus_dir / "wal.log").stat().st_size == FILE_HEADER.size  # the header alone

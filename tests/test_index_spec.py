@@ -38,8 +38,6 @@ ACCEPTED = [
     "L2norm,HNSW32",
     "PQ16",
     "SQ8",
-    "IVF256,PQ16,RFlat",
-    "HNSW32,Refine(SQ8)",
 ]
 
 REFUSED = {
@@ -62,13 +60,15 @@ REFUSED = {
     "HNSW32,Flat": "nothing follows an HNSW index",
     "HNSW32_junk": "after 'HNSW32_' comes",
     "Flat,,Flat": "an empty component",
-    "RFlat": "no index after the transforms",
+    "RFlat": "refine stage is not offered",
+    "IVF16,Flat,RFlat": "refine stage is not offered",
+    "OPQ8_64,L2norm": "no index after the transforms",
     "HNSW 32": "no spaces",
     "HNSW32\n": "no spaces",
     "HNSW\x0032": "no spaces",
     "ＨNSW32": "no spaces",
     "": "the factory string is empty",
-    "HNSW32,Refine(PQ8)": "a refine is",
+    "HNSW32,Refine(SQ8)": "re-scores every hit by exact cosine",
 }
 
 
@@ -118,6 +118,7 @@ def test_a_corpus_made_before_the_grammar_opens_exact_and_says_why(tmp_path: Pat
     manifest_path = tmp_path / "old" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["index"]["factory"] = "HNSW0"
+    manifest.pop("checksum", None)  # as a manifest written before manifests carried their own digest
     manifest_path.write_text(json.dumps(manifest))
 
     reopened = Corpus.open(tmp_path / "old")

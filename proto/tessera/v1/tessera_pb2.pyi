@@ -137,7 +137,7 @@ class CreateCorpusRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., modality: _Optional[_Union[Modality, str]] = ..., index: _Optional[_Union[IndexConfig, _Mapping]] = ...) -> None: ...
 
 class CorpusInfo(_message.Message):
-    __slots__ = ("name", "space_id", "modality", "dim", "count", "index_factory", "index_searching", "bytes_on_disk", "on_gpu", "tombstones", "similarity")
+    __slots__ = ("name", "space_id", "modality", "dim", "count", "index_factory", "index_searching", "bytes_on_disk", "on_gpu", "tombstones", "similarity", "index_state", "index_note", "damaged", "damage")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPACE_ID_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,10 @@ class CorpusInfo(_message.Message):
     ON_GPU_FIELD_NUMBER: _ClassVar[int]
     TOMBSTONES_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    INDEX_STATE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_NOTE_FIELD_NUMBER: _ClassVar[int]
+    DAMAGED_FIELD_NUMBER: _ClassVar[int]
+    DAMAGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     space_id: str
     modality: Modality
@@ -160,7 +164,11 @@ class CorpusInfo(_message.Message):
     on_gpu: bool
     tombstones: int
     similarity: str
-    def __init__(self, name: _Optional[str] = ..., space_id: _Optional[str] = ..., modality: _Optional[_Union[Modality, str]] = ..., dim: _Optional[int] = ..., count: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_searching: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., on_gpu: _Optional[bool] = ..., tombstones: _Optional[int] = ..., similarity: _Optional[str] = ...) -> None: ...
+    index_state: str
+    index_note: str
+    damaged: bool
+    damage: str
+    def __init__(self, name: _Optional[str] = ..., space_id: _Optional[str] = ..., modality: _Optional[_Union[Modality, str]] = ..., dim: _Optional[int] = ..., count: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_searching: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., on_gpu: _Optional[bool] = ..., tombstones: _Optional[int] = ..., similarity: _Optional[str] = ..., index_state: _Optional[str] = ..., index_note: _Optional[str] = ..., damaged: _Optional[bool] = ..., damage: _Optional[str] = ...) -> None: ...
 
 class CreateCorpusResponse(_message.Message):
     __slots__ = ("corpus",)
