@@ -29,9 +29,14 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tessera.quickstart import format_report, run_quickstart
+    from tessera.quickstart import format_report, print_and_hold, run_quickstart
 
-    print(format_report(run_quickstart(args.space, data_dir=args.data_dir and Path(args.data_dir))))
+    hold = print_and_hold if args.http_port is not None else None  # the console needs the server to stay up
+    report = run_quickstart(
+        args.space, data_dir=args.data_dir and Path(args.data_dir), http_port=args.http_port, on_ready=hold
+    )
+    if hold is None:
+        print(format_report(report))
     return 0
 
 
@@ -109,6 +114,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             api_keys_file=args.auth_keys and Path(args.auth_keys),
             tls=tls,
             metrics_port=args.metrics_port,
+            http_port=args.http_port,
             batching=not args.no_batching,
             max_batch=args.max_batch,
             max_wait_ms=args.max_wait_ms,
@@ -343,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Same default as tessera.quickstart.DEFAULT_SPACE; not imported so `--help` stays instant.
     quick.add_argument("--space", default="digits", help="space to use (default: %(default)s)")
+    quick.add_argument(
+        "--http-port",
+        type=int,
+        help="also serve the HTTP API and web console on this port (0: any free one), print its address, "
+        "and keep serving until Ctrl-C",
+    )
     quick.set_defaults(func=_cmd_quickstart)
 
     train = sub.add_parser(
@@ -434,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", help="server private key (PEM)")
     serve.add_argument("--tls-client-ca", help="require client certificates signed by this CA (mutual TLS)")
     serve.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this HTTP port")
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        help="also serve the HTTP/JSON API, OpenAI-compatible /v1/embeddings and the web console on this port "
+        "(0 picks a free one; default: off)",
+    )
     serve.add_argument("--max-batch", type=int, default=64, help="largest merged model batch (default: %(default)s)")
     serve.add_argument(
         "--max-wait-ms",

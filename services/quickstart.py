@@ -13,8 +13,11 @@ It goes through the same path a user's application does: a gRPC server on
 
 from __future__ import annotations
 
+import signal
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -56,6 +59,7 @@ class QuickstartReport:
     corpora: list[dict[str, Any]]
     queries: list[QueryRun]
     cross_modal_trained: bool
+    console: str | None = None  # the web console's URL, when the server also serves HTTP (--http-port)
 
 
 def samples_dir() -> Path:
@@ -173,13 +177,21 @@ def _queries(client: Client, space: str, folder: Path) -> list[QueryRun]:
 
 
 def run_quickstart(
-    space: str = DEFAULT_SPACE, folder: Path | None = None, data_dir: Path | None = None
+    space: str = DEFAULT_SPACE,
+    folder: Path | None = None,
+    data_dir: Path | None = None,
+    http_port: int | None = None,
+    on_ready: Callable[[QuickstartReport], None] | None = None,
 ) -> QuickstartReport:
-    """Start a server on 127.0.0.1 (data in `data_dir`, or a temporary directory), fill and query it."""
+    """Start a server on 127.0.0.1 (data in `data_dir`, or a temporary directory), fill and query it.
+
+    With `http_port` the server also serves HTTP and the web console; `on_ready`, if given, is called
+    with the report while the server still runs (`tessera quickstart --http-port` keeps it up there).
+    """
     folder = folder or samples_dir()
     _check_samples(folder)
     with tempfile.TemporaryDirectory(prefix="tessera-quickstart-") as tmp:
-        server = ServerThread(Path(data_dir or tmp)).start()
+        server = ServerThread(Path(data_dir or tmp), http_port=http_port).start()
         try:
             with Client(server.address, timeout=300) as client:
                 try:
@@ -188,13 +200,29 @@ def run_quickstart(
                     raise ValueError(exc.message) from None
                 corpora = _fill_corpora(client, space, folder)
                 queries = _queries(client, space, folder)
+            trained = space not in UNTRAINED_SPACES
+            report = QuickstartReport(space, dim, server.address, samples, corpora, queries, trained, server.http_url)
+            if on_ready is not None:
+                on_ready(report)
         finally:
             server.stop()
-    return QuickstartReport(space, dim, server.address, samples, corpora, queries, space not in UNTRAINED_SPACES)
+    return report
+
+
+def print_and_hold(report: QuickstartReport) -> None:
+    """Print the report, then keep the server (and its console) up until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(format_report(report), flush=True)
+    print("\nThe server keeps running so you can open the console; Ctrl-C stops it.", flush=True)
+    stop.wait()
 
 
 def format_report(report: QuickstartReport) -> str:
     lines = [f"server on {report.address}; space {report.space} ({report.dim}-d, L2-normalised)", ""]
+    if report.console:
+        lines[-1:] = [f"web console on {report.console}/ (HTTP/JSON API under {report.console}/v1)", ""]
     lines.append("Embed, one call per modality:")
     lines.append(f"  {'modality':<8}  {'sample':<18}  {'vectors':<10}  {'mean norm':>9}  {'seconds':>7}")
     for s in report.samples:

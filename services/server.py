@@ -131,10 +131,13 @@ class RunningServer:
     port: int
     engine: Engine
     health: health.aio.HealthServicer
+    http: Any = None  # a tessera.http.HttpServer when HTTP is on (--http-port); stopped first
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight calls finish, then snapshot and close every corpus."""
         await self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            await self.http.stop(grace)
         await self.server.stop(grace)
         await self.engine.close()
 
@@ -216,6 +219,23 @@ class ServeOptions:
     allow_space_paths: bool = False
     grace_s: float = 10.0
     min_free_bytes: int = 0  # --min-free-mb: refuse upserts below this much free space on the data directory
+    http_port: int | None = None  # --http-port: HTTP/JSON API and web console on this port (tessera.http)
+
+
+async def start_http_for(running: RunningServer, options: ServeOptions, keys: KeyStore, metrics: Metrics) -> Any:
+    """The HTTP/JSON API on the same Engine, keys, TLS files, limits and metrics as the gRPC server."""
+    from .http import start_http
+
+    return await start_http(
+        Service(running.engine, metrics),
+        options.host,
+        options.http_port or 0,
+        keys=keys or None,
+        tls=options.tls,
+        metrics=metrics,
+        max_body_bytes=options.max_message_bytes,
+        max_concurrent=options.max_concurrent_rpcs,
+    )
 
 
 def serve(options: ServeOptions) -> None:
@@ -255,6 +275,9 @@ def serve(options: ServeOptions) -> None:
             max_concurrent_rpcs=options.max_concurrent_rpcs,
         )
         print(f"tessera serving on {options.host}:{running.port} (data: {options.data_dir})", flush=True)
+        if options.http_port is not None:
+            running.http = await start_http_for(running, options, keys, metrics)
+            print(f"tessera http on {options.host}:{running.http.port} (console: {running.http.url}/)", flush=True)
         await serve_forever(running, options.grace_s)
 
     asyncio.run(main())

@@ -63,6 +63,7 @@ def test_recorded_index_and_routing_results_meet_the_bars() -> None:
 def test_service_bench_small_run_measures_grpc_against_in_process(tmp_path: Path) -> None:
     out = tmp_path / "service_bench.json"
     cmd = [sys.executable, "-m", "benchmarks.service_bench", "--n", "2000", "--queries", "64", "--embed-calls", "32"]
+    cmd += ["--skip-text"]  # measured on its own below
     result = subprocess.run(
         [*cmd, "--data", "synthetic", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600
     )
@@ -78,6 +79,8 @@ def test_service_bench_small_run_measures_grpc_against_in_process(tmp_path: Path
     assert embed["model_ceiling_ratio"] == embed["model_batch32_items_per_s"] / embed["model_batch1_items_per_s"]
     assert abs(embed["share_of_ceiling"] - embed["ratio"] / embed["model_ceiling_ratio"]) < 1e-9
     search_before = data["search"]
+    http = data["http_search"]  # the same searches over HTTP/JSON and gRPC, one server, one run
+    assert [r["concurrency"] for r in http["rows"]] == [1, 16] and all(r["http_qps"] > 0 for r in http["rows"])
 
     # --skip-search re-measures only the embed part and keeps the search part already in the file.
     again = subprocess.run(
@@ -85,7 +88,7 @@ def test_service_bench_small_run_measures_grpc_against_in_process(tmp_path: Path
     )
     assert again.returncode == 0, again.stderr
     merged = json.loads(out.read_text())
-    assert merged["search"] == search_before
+    assert merged["search"] == search_before and merged["http_search"] == http
     assert merged["embed"]["measured_at"] >= embed["measured_at"]
 
 
@@ -97,6 +100,23 @@ def test_recorded_service_results_cover_the_documented_runs() -> None:
     assert data["embed"]["concurrent_calls"] == 32 and data["embed"]["ratio"] > 1.0
     # The recorded server ratio is within reach of what the model itself gains from batching here.
     assert data["embed"]["share_of_ceiling"] > 0.8
+    # Search over HTTP/JSON costs at most 1.5x a gRPC call, at 1 and 16 clients (tessera.http).
+    assert [r["concurrency"] for r in data["http_search"]["rows"]] == [1, 16]
+    assert data["http_search"]["worst_http_cost_ratio"] <= 1.5
+
+
+def test_service_bench_text_search_small_run_compares_with_the_hand_written_loop(tmp_path: Path) -> None:
+    out = tmp_path / "service_bench.json"
+    cmd = [sys.executable, "-m", "benchmarks.service_bench", "--text-only", "--text-n", "200", "--text-queries", "16"]
+    result = subprocess.run([*cmd, "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    text = json.loads(out.read_text())["text_search"]
+    assert text["n"] == 200 and text["queries"] == 16 and text["query_words"] == 8
+    assert text["top10_agreement_first_query"] >= 0.9  # both sides search the same vectors
+    for clients in (1, 16):
+        assert text[f"grpc_c{clients}_qps"] > 0
+        assert text[f"ratio_c{clients}"] == text[f"grpc_c{clients}_qps"] / text["loop_qps"]
+    assert text["commit"] and text["measured_at"]
 
 
 def test_alignment_digits_small_run_trains_and_scores_a_fold(tmp_path: Path) -> None:

@@ -15,9 +15,11 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks.reliability import ServerProcess
 from tessera.client import Client
@@ -60,11 +62,22 @@ def _check_after_restart(server: ServerProcess, vectors: np.ndarray, rng: np.ran
     return info
 
 
-def test_sigkill_during_index_build_three_times_running(tmp_path: Path) -> None:
+@pytest.fixture
+def servers() -> Iterator[list[ServerProcess]]:
+    """Every server a test starts; any still running at the end (a failed assertion) is killed."""
+    started: list[ServerProcess] = []
+    yield started
+    for server in started:
+        if server.process.poll() is None:
+            server.kill()
+
+
+def test_sigkill_during_index_build_three_times_running(tmp_path: Path, servers: list[ServerProcess]) -> None:
     data = tmp_path / "data"
     rng = np.random.default_rng(0)
     vectors = np.zeros((0, DIM), dtype=np.float32)
     server = ServerProcess(data, *LIMITS)
+    servers.append(server)
     with Client(server.address, timeout=60) as client:
         client.create_corpus("k", space=f"vectors:{DIM}", modality="vector", index="HNSW32", ef_construction=400)
     for round_ in range(3):
@@ -79,6 +92,7 @@ def test_sigkill_during_index_build_three_times_running(tmp_path: Path) -> None:
         assert not any(e.get("event") == "index_built" for e in server.events), "the build finished before the kill"
 
         server = ServerProcess(data, *LIMITS)
+        servers.append(server)
         info = _check_after_restart(server, vectors, rng)
         assert f"({len(vectors)} vectors)" in info["index_note"]
     server.stop()
@@ -93,6 +107,7 @@ def test_sigkill_during_index_build_three_times_running(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["state"] == "built"
     server = ServerProcess(data, *LIMITS)
+    servers.append(server)
     with Client(server.address, timeout=60) as client:
         info = client.describe_corpus("k")
         assert (info["searching"], info["index_state"], info["count"]) == ("HNSW32", "built", len(vectors))

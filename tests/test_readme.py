@@ -7,9 +7,10 @@ them: `tessera.connect("./tessera-data")` lands in that folder. An ```text block
 (numbers with a decimal point to within 0.01, so another CPU's rounding does not fail it;
 everything else exactly).
 
-The server part of the tour talks to "127.0.0.1:50051". The test starts one real
-`python -m tessera serve --port 0` for the whole module and replaces that literal in the code
-with the address the server printed, so the snippets run against a live server on a free port.
+The server part of the tour talks to "127.0.0.1:50051" (and over HTTP to "127.0.0.1:8080"). The
+test starts one real `python -m tessera serve --port 0 --http-port 0` for the whole module and
+replaces those literals in the code with the addresses the server printed, so the snippets run
+against a live server on a free port.
 Sections that use it run in README order (a later one may use a corpus an earlier one made).
 
 The README's test command is checked too: it must sit in a bash block after
@@ -32,7 +33,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 SERVER_LITERAL = "127.0.0.1:50051"  # what the README's server snippets connect to
-TEST_COMMAND = 'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[cpu,dev]" && python -m pytest'
+HTTP_LITERAL = "127.0.0.1:8080"  # and its HTTP/JSON snippets (`tessera serve --http-port 8080`)
+TEST_COMMAND = (
+    "(command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)) && "
+    'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[cpu,dev]" && python -m pytest'
+)
 MAIN_JOB = 'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[cpu]" && tessera quickstart'
 NUMBER = re.compile(r"[-+]?\d+\.\d+")
 TOLERANCE = 0.01
@@ -53,7 +58,7 @@ class Section:
 
     @property
     def uses_server(self) -> bool:
-        return any(SERVER_LITERAL in b.code for b in self.blocks)
+        return any(SERVER_LITERAL in b.code or HTTP_LITERAL in b.code for b in self.blocks)
 
 
 def parse_fences(text: str) -> list[tuple[int, str, str, str]]:
@@ -124,7 +129,7 @@ def _env() -> dict[str, str]:
 class Server:
     def __init__(self, data_dir: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tessera", "serve", "--data-dir", str(data_dir), "--port", "0"],
+            [sys.executable, "-m", "tessera", "serve", "--data-dir", str(data_dir), "--port", "0", "--http-port", "0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -135,6 +140,7 @@ class Server:
             self.proc.kill()
             raise AssertionError(f"tessera serve did not start: {line!r} {self.proc.stderr.read()[-2000:]}")
         self.address = line.split(" on ")[1].split(" ")[0]
+        self.http_address = self.proc.stdout.readline().split(" on ")[1].split(" ")[0]  # "tessera http on ..."
         self.done: set[int] = set()  # the server sections already run against it
 
     def stop(self) -> None:
@@ -168,11 +174,12 @@ def _matches(expected: str, actual: str) -> bool:
     return True
 
 
-def run_section(section: Section, cwd: Path, address: str | None) -> None:
+def run_section(section: Section, cwd: Path, address: str | None, http_address: str | None = None) -> None:
     cwd.mkdir(parents=True, exist_ok=True)
     blocks = []
     for block in section.blocks:
         code = block.code.replace(SERVER_LITERAL, address) if address else block.code
+        code = code.replace(HTTP_LITERAL, http_address) if http_address else code
         blocks.append({"line": block.line, "code": code})
     spec, printed = cwd.parent / f"{cwd.name}-blocks.json", cwd.parent / f"{cwd.name}-printed.json"
     spec.write_text(json.dumps(blocks), encoding="utf-8")
@@ -218,7 +225,7 @@ def test_readme_section_runs(index: int, tmp_path: Path, request: pytest.Fixture
     server: Server = request.getfixturevalue("readme_server")
     for earlier in range(index + 1):  # the earlier server sections first, as a reader runs them
         if SECTIONS[earlier].uses_server and earlier not in server.done:
-            run_section(SECTIONS[earlier], tmp_path / f"work-{earlier}", server.address)
+            run_section(SECTIONS[earlier], tmp_path / f"work-{earlier}", server.address, server.http_address)
             server.done.add(earlier)
 
 
