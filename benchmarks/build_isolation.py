@@ -67,7 +67,6 @@ HNSW_EF_CONSTRUCTION = 40
 IVF_FACTORY = "IVF1024,Flat"
 HNSW_EF_SEARCH = 64  # as benchmarks/index_bench.py
 IVF_NPROBE = 32
-TRAINING_SAMPLE_MAX = 100_000  # index/corpus.py's cap on the k-means sample
 SMOKE_N = 5_000
 CHILD_TIMEOUT_S = 3600
 MB = 1024 * 1024
@@ -126,25 +125,18 @@ def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def training_rows(n: int, wanted: int) -> np.ndarray:
-    """The rows k-means trains on, chosen as `Corpus._build_index` does (all of them up to 100k)."""
-    take = min(n, max(wanted, TRAINING_SAMPLE_MAX))
-    if take == n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(n).choice(n, take, replace=False))
-
-
 def build(factory: str, vectors: np.ndarray, threads: int) -> Any:
     """The build both sides run: the same code, the same inputs, the same FAISS thread count."""
     import faiss
 
     from tessera.index.ann import AnnIndex
+    from tessera.index.building import training_sample
 
     faiss.omp_set_num_threads(threads)
     ef = HNSW_EF_CONSTRUCTION if factory.startswith("HNSW") else None
     index = AnnIndex(factory, vectors.shape[1], ef_construction=ef)
     if not index.is_trained:
-        index.train(vectors[training_rows(len(vectors), index.training_size())])
+        index.train(vectors[training_sample(len(vectors), index)])
     index.add(vectors, np.arange(len(vectors), dtype=np.int64))
     return index
 

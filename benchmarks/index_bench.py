@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 import tessera.embedder.encoders  # noqa: F401  (installs the torchvision shim before transformers)
 from tessera.index.ann import AnnIndex
+from tessera.index.building import training_sample
 from tessera.index.config import IndexConfig
 from tessera.index.corpus import Corpus
 from tessera.index.exact import exact_topk
@@ -317,8 +318,7 @@ def run(
         for kind in tqdm(kinds, desc=f"{n:,} vectors"):
             factory = factory_for(kind, n)
             # The same training-set size the corpus uses (FAISS's 39 per centroid, at least 100k).
-            take = min(n, max(AnnIndex(factory, xb.shape[1]).training_size(), 100_000))
-            train = xb[np.sort(np.random.default_rng(n).choice(n, take, replace=False))]
+            train = xb[training_sample(n, AnnIndex(factory, xb.shape[1]))]
             nq = N_QUERIES_FLAT_1M if (kind == "Flat" and n > 200_000) else len(queries)
             raw, raw_one, raw_index = build_raw(factory, xb, train)
             root = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
@@ -326,8 +326,7 @@ def run(
                 ours, ours_sides, corpus = build_tessera(factory, xb, root)
                 timed = compare_qps({"raw_": raw_one, **ours_sides}, queries[:nq], rounds, min_seconds)
                 searching = corpus.describe()["index"]["searching"]
-                corpus.wait_idle()
-                corpus.wal.close()  # not close(): its final snapshot would write 1.5 GB for nothing
+                corpus.close(snapshot=False)  # a final snapshot would write 1.5 GB for nothing
             finally:
                 shutil.rmtree(root, ignore_errors=True)
             del raw_index, corpus, raw_one, ours_sides

@@ -13,8 +13,7 @@ from tqdm.auto import tqdm
 from .encoders import Encoder
 from .errors import DecodeError
 from .modality import Modality
-
-SIMILARITIES = ("cosine", "mip", "gram")
+from .similarity import Similarity
 
 
 @dataclass
@@ -23,13 +22,12 @@ class Space:
     version: str
     dim: int
     encoders: dict[Modality, Encoder]
-    similarity: str = "cosine"
+    similarity: Similarity = Similarity.COSINE
     loss: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.similarity not in SIMILARITIES:
-            raise ValueError(f"similarity must be one of {SIMILARITIES}, not {self.similarity!r}")
+        self.similarity = Similarity.parse(self.similarity)
         for modality, encoder in self.encoders.items():
             if encoder.dim != self.dim:
                 raise ValueError(f"{modality} encoder writes {encoder.dim}-d vectors into a {self.dim}-d space")

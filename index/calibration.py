@@ -31,15 +31,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .corpus import Corpus
+if TYPE_CHECKING:
+    from .corpus import Corpus
 
 REFERENCE_ITEMS = 1024
 REFERENCE_QUERIES = 256
 REFRESH_GROWTH = 0.1  # re-sample once the corpus has changed size by this share
 TAIL = 10
+CACHED_CORPORA = 1024  # past this many entries the oldest go: dropped corpora's statistics are never asked for again
 
 
 @dataclass(frozen=True)
@@ -58,23 +61,33 @@ def _stats(scores: np.ndarray) -> Stats:
     return Stats(float(np.partition(scores, n - take, axis=1)[:, n - take :].mean()))
 
 
+def _keep(cache: dict, key: object, value: object) -> None:
+    cache[key] = value
+    while len(cache) > CACHED_CORPORA:
+        del cache[next(iter(cache))]
+
+
 class Calibrator:
-    """Caches a reference sample per corpus and pair offsets per (query modality, corpus)."""
+    """Caches a reference sample per corpus and pair offsets per (query modality, corpus).
+
+    Keyed by the corpus's `uid` (from its manifest, never reused): a corpus dropped and created again
+    under its name, or a new corpus object at a recycled `id()`, never gets another's statistics.
+    """
 
     def __init__(self) -> None:
-        self._samples: dict[int, tuple[int, np.ndarray]] = {}
-        self._pairs: dict[tuple[str, int], tuple[int, Stats]] = {}
+        self._samples: dict[str, tuple[int, np.ndarray]] = {}
+        self._pairs: dict[tuple[str, str], tuple[int, Stats]] = {}
         self._lock = threading.Lock()
 
     def reference(self, corpus: Corpus) -> np.ndarray:
-        key, size = id(corpus), len(corpus)
+        key, size = corpus.uid, len(corpus)
         with self._lock:
             cached = self._samples.get(key)
             if cached is not None and abs(cached[0] - size) <= REFRESH_GROWTH * max(cached[0], 1):
                 return cached[1]
         sample = corpus.sample_vectors(REFERENCE_ITEMS, seed=17)
         with self._lock:
-            self._samples[key] = (size, sample)
+            _keep(self._samples, key, (size, sample))
         return sample
 
     def per_query(self, score: Callable[[np.ndarray], np.ndarray], corpus: Corpus) -> Stats:
@@ -89,7 +102,7 @@ class Calibrator:
         sources = [c for c in stand_ins if c is not corpus and len(c)]
         if not sources:
             return None
-        key, size = (query_modality, id(corpus)), len(corpus)
+        key, size = (query_modality, corpus.uid), len(corpus)
         with self._lock:
             cached = self._pairs.get(key)
             if cached is not None and abs(cached[0] - size) <= REFRESH_GROWTH * max(cached[0], 1):
@@ -98,5 +111,5 @@ class Calibrator:
         queries = np.concatenate([c.sample_vectors(per_source, seed=29) for c in sources])
         stats = _stats(queries @ self.reference(corpus).T)  # one tail per stand-in query, pooled
         with self._lock:
-            self._pairs[key] = (size, stats)
+            _keep(self._pairs, key, (size, stats))
         return stats

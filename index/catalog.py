@@ -12,12 +12,13 @@ from typing import Any
 
 from tessera.embedder.modality import Modality
 from tessera.embedder.quoting import quote
+from tessera.embedder.similarity import Similarity
 
 from . import dirlock
 from .config import IndexConfig
-from .corpus import MANIFEST, Corpus
+from .corpus import Corpus
 from .diskspace import DiskGuard
-from .integrity import CorpusDamagedError, looks_like_corpus
+from .integrity import MANIFEST, CorpusDamagedError, looks_like_corpus
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class Catalog:
         space: str,
         modality: Modality | str,
         dim: int,
-        similarity: str = "cosine",
+        similarity: Similarity | str = Similarity.COSINE,
         index: IndexConfig | dict[str, Any] | str | None = None,
     ) -> Corpus:
         check_name(name)
@@ -175,9 +176,7 @@ class Catalog:
             self._damaged.pop(name, None)  # dropping is one way out of damage
             corpus = self._open.pop(name, None)
             if corpus is not None:
-                corpus.wait_idle()
-                corpus.wal.close()
-                corpus._closed = True
+                corpus.close(snapshot=False)  # its files go next: nothing to snapshot
             # Rename first so a crash mid-delete never leaves a half corpus that still looks valid.
             doomed = self._dir / f".dropped-{name}-{os.getpid()}"
             os.replace(self._dir / name, doomed)

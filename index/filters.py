@@ -187,11 +187,3 @@ def compile_filter(spec: Mapping[str, Any] | None) -> Filter | None:
     if spec is None or (isinstance(spec, Mapping) and not spec):
         return None
     return Filter(spec)
-
-
-def id_selector(mask: np.ndarray, row_ids: np.ndarray) -> Any:
-    """A FAISS pre-filter admitting exactly the FAISS ids of the rows where `mask` is true."""
-    import faiss
-
-    selected = np.ascontiguousarray(row_ids[mask], dtype=np.int64)
-    return faiss.IDSelectorBatch(selected)  # copies the ids into its own hash set

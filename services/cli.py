@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tessera.index.fusion import Fusion
+
 
 def _non_negative_float(text: str) -> float:
     value = float(text)
@@ -635,7 +637,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--top-k", type=int, default=10, help="how many hits (default: %(default)s)")
     search.add_argument("--corpus", action="append", metavar="NAME", help="search only this corpus (repeatable)")
     search.add_argument("--filter", help='JSON metadata filter, e.g. \'{"year": {"range": {"gte": 2020}}}\'')
-    search.add_argument("--fusion", default="calibrated", choices=["calibrated", "pair", "rrf", "raw"])
+    search.add_argument(
+        "--fusion",
+        default=Fusion.CALIBRATED.value,
+        choices=[f.value for f in Fusion],
+        help="how hits of several corpora merge (default: calibrated, which undoes the modality gap)",
+    )
     _add_client_options(search)
     search.set_defaults(func=_cmd_search)
 

@@ -28,6 +28,7 @@ import grpc
 import numpy as np
 from tqdm.auto import tqdm
 
+from tessera.index.fusion import Fusion
 from tessera.v1 import tessera_pb2 as pb
 from tessera.v1 import tessera_pb2_grpc as pb_grpc
 
@@ -465,7 +466,7 @@ class Client(_Options):
         top_k: int = 10,
         filter: dict[str, Any] | None = None,
         target_modalities: Sequence[str] | None = None,
-        fusion: str = "calibrated",
+        fusion: Fusion | str = Fusion.CALIBRATED,
         nprobe: int | None = None,
         ef_search: int | None = None,
         include_vectors: bool = False,
@@ -482,7 +483,8 @@ class Client(_Options):
             top_k: how many hits (1 to the server's limit, 1,000 by default).
             filter: a metadata filter, e.g. {"year": {"range": {"gte": 2020}}, "kind": {"in": ["a", "b"]}}.
             target_modalities: only corpora of these modalities.
-            fusion: how hits of several corpora are merged: "calibrated" (default), "pair", "rrf", "raw".
+            fusion: how hits of several corpora are merged, a `Fusion` or its name: "calibrated" (default),
+                "pair", "rrf", "raw".
             nprobe, ef_search: per-query IVF / HNSW knobs.
             include_vectors: return each hit's stored vector.
             timeout: seconds for this call (default: the client's).
@@ -510,7 +512,7 @@ class Client(_Options):
         top_k: int = 10,
         filter: dict[str, Any] | None = None,
         target_modalities: Sequence[str] | None = None,
-        fusion: str = "calibrated",
+        fusion: Fusion | str = Fusion.CALIBRATED,
         nprobe: int | None = None,
         ef_search: int | None = None,
         include_vectors: bool = False,
@@ -695,7 +697,7 @@ class AsyncClient(_Options):
         top_k: int = 10,
         filter: dict[str, Any] | None = None,
         target_modalities: Sequence[str] | None = None,
-        fusion: str = "calibrated",
+        fusion: Fusion | str = Fusion.CALIBRATED,
         nprobe: int | None = None,
         ef_search: int | None = None,
         include_vectors: bool = False,
@@ -725,7 +727,7 @@ class AsyncClient(_Options):
         top_k: int = 10,
         filter: dict[str, Any] | None = None,
         target_modalities: Sequence[str] | None = None,
-        fusion: str = "calibrated",
+        fusion: Fusion | str = Fusion.CALIBRATED,
         nprobe: int | None = None,
         ef_search: int | None = None,
         include_vectors: bool = False,
@@ -754,7 +756,7 @@ class AsyncClient(_Options):
     async def close(self) -> None:
         """See `Client.close`."""
         if self.embedded:
-                await asyncio.to_thread(self._t.close)
+            await asyncio.to_thread(self._t.close)
         else:
             await self._t.aclose()
 

@@ -4,31 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from tessera.embedder import Modality
-from tessera.index.routing import FusedHit
+from tessera.index.search import Hit
 from tessera.v1 import tessera_pb2 as pb
 
 from .engine import Content
 from .wire import MODALITY_TO_PB, dict_to_struct, modality_from_pb, vector_from_pb, vector_to_pb
-
-FUSION_FROM_PB = {
-    pb.FUSION_UNSPECIFIED: "calibrated",
-    pb.FUSION_CALIBRATED: "calibrated",
-    pb.FUSION_PAIR: "pair",
-    pb.FUSION_RRF: "rrf",
-    pb.FUSION_RAW: "raw",
-}
-
-
-def fusion_from_pb(value: int) -> str:
-    """The fusion a SearchRequest asks for; an enum number this server does not know is refused, as for modality."""
-    if value not in FUSION_FROM_PB:
-        raise ValueError(
-            f"fusion: {value} is not a Fusion value (FUSION_CALIBRATED, FUSION_PAIR, FUSION_RRF, FUSION_RAW)"
-        )
-    return FUSION_FROM_PB[value]
 
 
 def content_from_pb(message: pb.Content, where: str, unspecified_ok: bool = False) -> Content:
@@ -53,11 +34,12 @@ def content_from_pb(message: pb.Content, where: str, unspecified_ok: bool = Fals
     return Content(modality, value)
 
 
-def hit_to_pb(hit: FusedHit, vector: np.ndarray | None = None) -> pb.Hit:
+def hit_to_pb(hit: Hit) -> pb.Hit:
+    """The one place a hit becomes a wire message (its vector too, when the search asked for it)."""
     out = pb.Hit(
         id=hit.id,
         corpus=hit.corpus,
-        modality=MODALITY_TO_PB[Modality.parse(hit.modality)],
+        modality=MODALITY_TO_PB[hit.modality],
         score=hit.score,
         raw_score=hit.raw_score,
         calibrated_score=hit.calibrated_score,
@@ -65,6 +47,6 @@ def hit_to_pb(hit: FusedHit, vector: np.ndarray | None = None) -> pb.Hit:
         text=hit.text or "",
         uri=hit.uri or "",
     )
-    if vector is not None:
-        out.vector.CopyFrom(vector_to_pb(vector))
+    if hit.vector is not None:
+        out.vector.CopyFrom(vector_to_pb(hit.vector))
     return out

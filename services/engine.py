@@ -22,6 +22,7 @@ from tessera.embedder.quoting import quote
 from tessera.index.catalog import Catalog, CorpusNotFoundError
 from tessera.index.config import IndexConfig
 from tessera.index.corpus import Corpus
+from tessera.index.fusion import Fusion
 from tessera.index.items import Item
 from tessera.index.routing import Query, QueryPart, RoutedResult, Router
 
@@ -121,11 +122,9 @@ class Engine:
     def corpus_space(self, corpus: Corpus) -> Space:
         return self.space(corpus.space_id)
 
-    def query_space(self, corpora: Sequence[str] | None) -> str:
-        """The space a query without one is embedded in: the one space its corpora (or all corpora) share."""
-        # Without named corpora, the ones that load: a damaged corpus does not stop a search of the rest.
-        found = [self.corpus(n) for n in corpora] if corpora else self.catalog.corpora()
-        spaces = sorted({c.space_id for c in found})
+    def query_space(self, corpora: Sequence[Corpus]) -> str:
+        """The space a query without one is embedded in: the one space its corpora share."""
+        spaces = sorted({c.space_id for c in corpora})
         if len(spaces) == 1:
             return spaces[0]
         if not spaces:
@@ -261,32 +260,34 @@ class Engine:
         filter: Mapping[str, Any] | None = None,
         corpora: Sequence[str] | None = None,
         target_modalities: Sequence[Modality | str] | None = None,
-        fusion: str = "calibrated",
+        fusion: Fusion | str = Fusion.CALIBRATED,
         nprobe: int | None = None,
         ef_search: int | None = None,
+        with_vectors: bool = False,
     ) -> RoutedResult:
-        if not parts:
-            raise ValueError("a query needs at least one part")
+        """Embed the parts and search. The server's limits are checked here and the query's values where
+        the `Query` is made; named corpora are resolved once, before any embedding work (NOT_FOUND first)."""
         if len(parts) > self.limits.max_query_parts:
             raise LimitError(f"{len(parts)} query parts; the limit is {self.limits.max_query_parts}")
-        if not 1 <= top_k <= self.limits.max_top_k:
-            raise (LimitError if top_k > self.limits.max_top_k else ValueError)(
-                f"top_k must be between 1 and {self.limits.max_top_k}, got {top_k}"
-            )
-        for name in corpora or []:
-            self.corpus(name)  # NOT_FOUND before any embedding work
-        space = self.space(space_name or self.query_space(corpora))
+        if isinstance(top_k, int) and top_k > self.limits.max_top_k:
+            raise LimitError(f"top_k must be between 1 and {self.limits.max_top_k}, got {top_k}")
+        named = [self.corpus(name) for name in corpora or []]
+        if not parts:
+            raise ValueError("a query needs at least one part")
+        # Without named corpora, the ones that load: a damaged corpus does not stop a search of the rest.
+        space = self.space(space_name or self.query_space(named or self.catalog.corpora()))
         vectors = await self.embed_contents(space.id, [c for c, _ in parts])
         query = Query(
             parts=[QueryPart(c.modality, v, w) for (c, w), v in zip(parts, vectors, strict=True)],
             space=space.id,
             top_k=top_k,
             filter=filter,
-            corpora=list(corpora) if corpora else None,
-            target_modalities=list(target_modalities) if target_modalities else None,
+            corpora=named or None,
+            target_modalities=target_modalities,
             fusion=fusion,
             nprobe=nprobe,
             ef_search=ef_search,
+            with_vectors=with_vectors,
         )
         return await asyncio.to_thread(self.router.search, query)
 

@@ -16,12 +16,20 @@ from typing import Any
 import numpy as np
 
 from tessera.embedder.modality import Modality
+from tessera.index.fusion import Fusion
 from tessera.v1 import tessera_pb2 as pb
 
 from .errors import InvalidArgument
-from .wire import MODALITY_TO_PB, PB_TO_MODALITY, dict_to_struct, struct_to_dict, vector_from_pb, vector_to_pb
+from .wire import (
+    FUSION_TO_PB,
+    MODALITY_TO_PB,
+    PB_TO_MODALITY,
+    dict_to_struct,
+    struct_to_dict,
+    vector_from_pb,
+    vector_to_pb,
+)
 
-FUSIONS = {"calibrated": pb.FUSION_CALIBRATED, "pair": pb.FUSION_PAIR, "rrf": pb.FUSION_RRF, "raw": pb.FUSION_RAW}
 ITEM_KEYS = ("id", "vector", "text", "data", "path", "uri", "metadata", "modality")
 
 
@@ -35,7 +43,7 @@ class Hit:
 
     id: str
     corpus: str
-    modality: str
+    modality: Modality
     score: float
     raw_score: float
     calibrated_score: float
@@ -125,15 +133,17 @@ def search_request(
     filter: dict[str, Any] | None = None,
     corpora: Sequence[str] | None = None,
     target_modalities: Sequence[str] | None = None,
-    fusion: str = "calibrated",
+    fusion: Fusion | str = Fusion.CALIBRATED,
     nprobe: int | None = None,
     ef_search: int | None = None,
     include_vectors: bool = False,
 ) -> pb.SearchRequest:
     if isinstance(corpora, str):
         corpora = [corpora]
-    if fusion not in FUSIONS:
-        raise InvalidArgument(f"fusion {str(fusion)[:40]!r} is not one of {', '.join(FUSIONS)}")
+    try:
+        fusion = Fusion.parse(fusion)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise InvalidArgument(f"top_k must be a positive integer, got {top_k!r}")
     request = pb.SearchRequest(
@@ -142,7 +152,7 @@ def search_request(
         top_k=int(top_k),
         corpora=list(corpora or []),
         target_modalities=[MODALITY_TO_PB[_modality(m, "target_modalities")] for m in target_modalities or []],
-        fusion=FUSIONS[fusion],
+        fusion=FUSION_TO_PB[fusion],
         nprobe=nprobe or 0,
         ef_search=ef_search or 0,
         include_vectors=include_vectors,
@@ -157,7 +167,7 @@ def search_result(response: pb.SearchResponse) -> SearchResult:
         Hit(
             id=h.id,
             corpus=h.corpus,
-            modality=PB_TO_MODALITY[h.modality].value,
+            modality=PB_TO_MODALITY[h.modality],
             score=h.score,
             raw_score=h.raw_score,
             calibrated_score=h.calibrated_score,

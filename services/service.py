@@ -28,9 +28,17 @@ from tessera.index.diskspace import DiskFullError, DiskGuard, is_disk_full
 from tessera.index.integrity import CorpusDamagedError
 from tessera.v1 import tessera_pb2 as pb
 
-from .convert import content_from_pb, fusion_from_pb, hit_to_pb
+from .convert import content_from_pb, hit_to_pb
 from .engine import Engine, LimitError, NewItem
-from .wire import MODALITY_TO_PB, dict_to_struct, modality_from_pb, struct_to_dict, vector_from_pb, vector_to_pb
+from .wire import (
+    MODALITY_TO_PB,
+    dict_to_struct,
+    fusion_from_pb,
+    modality_from_pb,
+    struct_to_dict,
+    vector_from_pb,
+    vector_to_pb,
+)
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -269,15 +277,10 @@ class Service:
             fusion=fusion_from_pb(request.fusion),
             nprobe=request.nprobe or None,
             ef_search=request.ef_search or None,
+            with_vectors=request.include_vectors,
         )
-        vectors: dict[tuple[str, str], Any] = {}
-        if request.include_vectors:
-            for name in {h.corpus for h in result.hits}:
-                ids = [h.id for h in result.hits if h.corpus == name]
-                found = await asyncio.to_thread(self.engine.corpus(name).get, ids, with_data=False)
-                vectors.update({(name, item.id): item.vector for item in found})
         return pb.SearchResponse(
-            hits=[hit_to_pb(h, vectors.get((h.corpus, h.id))) for h in result.hits],
+            hits=[hit_to_pb(h) for h in result.hits],
             searched=result.searched,
             skipped=[pb.SkippedCorpus(corpus=s["corpus"], reason=s["reason"]) for s in result.skipped],
         )

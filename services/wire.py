@@ -12,6 +12,7 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 
 from tessera.embedder.modality import Modality
+from tessera.index.fusion import Fusion
 from tessera.v1 import tessera_pb2 as pb
 
 MODALITY_TO_PB = {
@@ -22,6 +23,23 @@ MODALITY_TO_PB = {
     Modality.VECTOR: pb.MODALITY_VECTOR,
 }
 PB_TO_MODALITY = {v: k for k, v in MODALITY_TO_PB.items()}
+
+
+FUSION_TO_PB = {
+    Fusion.CALIBRATED: pb.FUSION_CALIBRATED,
+    Fusion.PAIR: pb.FUSION_PAIR,
+    Fusion.RRF: pb.FUSION_RRF,
+    Fusion.RAW: pb.FUSION_RAW,
+}
+PB_TO_FUSION = {pb.FUSION_UNSPECIFIED: Fusion.CALIBRATED, **{v: k for k, v in FUSION_TO_PB.items()}}
+
+
+def fusion_from_pb(value: int) -> Fusion:
+    """The fusion a SearchRequest asks for; an enum number this server does not know is refused, as for modality."""
+    if value not in PB_TO_FUSION:
+        names = ", ".join(pb.Fusion.Name(v) for v in FUSION_TO_PB.values())
+        raise ValueError(f"fusion: {value} is not a Fusion value ({names})")
+    return PB_TO_FUSION[value]
 
 
 def modality_from_pb(value: int, where: str = "modality") -> Modality:

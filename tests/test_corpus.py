@@ -351,10 +351,10 @@ def test_trained_index_is_retrained_once_the_corpus_doubles(tmp_path: Path) -> N
     corpus = new_corpus(tmp_path / "c", "IVF16,Flat")
     corpus.upsert(items_for(unit_rows(1200, seed=13)))
     corpus.wait_idle()
-    assert corpus.describe()["index"]["searching"] == "IVF16,Flat" and corpus._trained_on == 1200
+    assert corpus.describe()["index"]["searching"] == "IVF16,Flat" and corpus.trained_on == 1200
     corpus.upsert(items_for(unit_rows(1300, seed=14), 1200))  # 2,500 >= 2 x 1,200: retrain in the background
     corpus.wait_idle()
-    assert corpus._trained_on == 2500 and corpus.ann.ntotal == 2500
+    assert corpus.trained_on == 2500 and corpus.ann.ntotal == 2500
 
 
 def test_ef_construction_sets_the_hnsw_build_beam_and_survives_reopening(tmp_path: Path) -> None:

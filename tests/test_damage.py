@@ -106,7 +106,7 @@ def _fill(root: Path, *, snapshot: bool = True) -> tuple[Path, dict[str, np.ndar
         if snapshot:
             corpus.snapshot()
         else:
-            corpus._unsnapshotted = 0  # closed as a crash leaves it: no snapshot, everything in the log
+            corpus.snapshots.unsnapshotted = 0  # closed as a crash leaves it: no snapshot, everything in the log
     return root / "corpora" / "c", {f"i{n}": v for n, v in enumerate(vectors)}
 
 
@@ -203,7 +203,7 @@ def test_repair_switches_to_an_older_snapshot_the_log_still_covers(tmp_path: Pat
         corpus.upsert([Item(id="late", vector=unit(np.random.default_rng(9), 1)[0])])
         corpus.wal.reset = lambda: None  # the crash came before the log was emptied
         corpus.snapshot()
-        corpus._unsnapshotted = 0
+        corpus.snapshots.unsnapshotted = 0
     shutil.copytree(kept, old)  # the old snapshot, not yet removed
     new = json.loads((corpus_dir / "manifest.json").read_text())["snapshot"]
     (corpus_dir / "snapshots" / new / "payload.parquet").write_bytes(b"PAR1 garbage")
@@ -222,7 +222,7 @@ def test_repair_of_a_damaged_log_waits_for_accept_loss(tmp_path: Path) -> None:
         for n in range(3):
             corpus.upsert([Item(id=f"late{n}", vector=unit(np.random.default_rng(n), 1)[0])])
         corpus.wal.commit()
-        corpus._unsnapshotted = 0  # no snapshot at close: the records stay in the log, as after a crash
+        corpus.snapshots.unsnapshotted = 0  # no snapshot at close: the records stay in the log, as after a crash
     wal = corpus_dir / "wal.log"
     data = bytearray(wal.read_bytes())
     data[len(data) // 2] ^= 0xFF  # inside the second of three records

@@ -24,6 +24,7 @@ from benchmarks.reliability import ServerProcess
 from tessera.background import ServerThread
 from tessera.errors import ResourceExhausted, TesseraError
 from tessera.index import corpus as corpus_module
+from tessera.index import snapshotting
 from tessera.index.diskspace import DiskFullError, DiskGuard, free_bytes, is_disk_full
 from tessera.index.wal import WriteAheadLog
 from tessera.service import status_of
@@ -183,8 +184,8 @@ def test_a_snapshot_without_room_is_deferred_logged_cleaned_up_and_runs_when_spa
 ) -> None:
     started = time.monotonic()
     caplog.set_level(logging.INFO, logger="tessera.index.corpus")
-    monkeypatch.setattr(corpus_module, "SNAPSHOT_WAL_BYTES", 1 << 40)  # no snapshot while loading
-    monkeypatch.setattr(corpus_module, "SNAPSHOT_RETRY_BACKOFF_S", (60.0, 60.0))  # only returning space retries
+    monkeypatch.setattr(snapshotting, "SNAPSHOT_WAL_BYTES", 1 << 40)  # no snapshot while loading
+    monkeypatch.setattr(snapshotting, "SNAPSHOT_RETRY_BACKOFF_S", (60.0, 60.0))  # only returning space retries
     rng = np.random.default_rng(1)
     data = small_disk / "data"
     server = ServerThread(data, batching=False).start()
@@ -208,7 +209,7 @@ def test_a_snapshot_without_room_is_deferred_logged_cleaned_up_and_runs_when_spa
             manifest_before = (corpus_dir / "manifest.json").read_text()
             # Room for log appends (3 MB), not for a snapshot of ~6 MB.
             filler = fill(small_disk, leave_bytes=3 << 20)
-            monkeypatch.setattr(corpus_module, "SNAPSHOT_WAL_BYTES", 1 << 20)
+            monkeypatch.setattr(snapshotting, "SNAPSHOT_WAL_BYTES", 1 << 20)
             upsert(client, "trigger", 64)  # acknowledged: the log had room; it asks for a snapshot
             assert wait_for(lambda: bool(events("snapshot_deferred")), 20)
             deferred = events("snapshot_deferred")[0]

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tessera.index.filters import FilterError, compile_filter, id_selector
+from tessera.index.filters import FilterError, compile_filter
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_filtered_exact_search_equals_brute_force(payloads: pa.Table) -> None:
     spec = {"and": [{"genre": {"in": ["jazz", "folk"]}}, {"year": {"range": {"gte": 1980}}}]}
     mask = compile_filter(spec).mask(payloads)
     queries = rng.standard_normal((20, 64)).astype(np.float32)
-    _, got = index.search(queries, 10, params=faiss.SearchParameters(sel=id_selector(mask, row_ids)))
+    _, got = index.search(queries, 10, params=faiss.SearchParameters(sel=faiss.IDSelectorBatch(row_ids[mask])))
     scores = queries @ vectors[mask].T
     want = row_ids[mask][np.argsort(-scores, axis=1)[:, :10]]
     np.testing.assert_array_equal(got, want)

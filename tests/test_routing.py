@@ -138,3 +138,39 @@ def test_parts_that_cancel_out_are_refused_with_a_reason_not_a_nan() -> None:
     with pytest.raises(RoutingError, match="cancel out"):
         compose([QueryPart("vector", v, 1e-45)], "cosine")
     np.testing.assert_allclose(compose([QueryPart("vector", v, 2.0)], "cosine"), v / 2.0)
+
+
+def test_a_corpus_dropped_and_made_again_is_calibrated_from_its_new_data(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    q = unit(rng.standard_normal(DIM))
+    query = Query(parts=[QueryPart("text", q)], space="s@1", top_k=5)
+
+    def make(pull: float) -> np.ndarray:
+        vectors = unit(pull * q + rng.standard_normal((200, DIM)).astype(np.float32))
+        corpus = catalog.create("items", space="s@1", modality="text", dim=DIM)
+        corpus.upsert([Item(id=str(i), vector=v) for i, v in enumerate(vectors)])
+        return vectors
+
+    def offset(vectors: np.ndarray) -> float:  # what a top match scores: the mean of the best 10 (all 200 sampled)
+        return float(np.sort(vectors @ q)[-10:].mean())
+
+    with Catalog(tmp_path) as catalog:
+        router = Router(catalog)
+        old = make(3.0)  # items near the query
+        for hit in router.search(query).hits:
+            assert hit.calibrated_score == pytest.approx(hit.raw_score - offset(old), abs=1e-5)
+        catalog.drop("items")
+        new = make(-3.0)  # the same name and size, items far from the query
+        assert offset(old) - offset(new) > 0.5  # statistics of the old data would be far off
+        hits = router.search(query).hits
+        assert len(hits) == 5
+        for hit in hits:
+            assert hit.calibrated_score == pytest.approx(hit.raw_score - offset(new), abs=1e-5)
+
+
+def test_hits_carry_their_vectors_from_the_search_itself(gapped) -> None:
+    catalog, classes, offsets = gapped
+    hits = Router(catalog).search(text_query(classes, offsets, 0, with_vectors=True)).hits
+    stored = {i.id: i.vector for c in catalog.corpora() for i in c.get([h.id for h in hits], with_data=False)}
+    assert hits and all(np.array_equal(h.vector, stored[h.id]) for h in hits)
+    assert all(h.vector is None for h in Router(catalog).search(text_query(classes, offsets, 0)).hits)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from tessera.embedder import Space, load_space
 
 from .encode import BadItem, BadItemError, ItemSource, PartEncoder
-from .job import EmbedOptions
+from .options import EmbedOptions
 from .output import EmbeddingsWriter
 from .sources import CONTENT, WorkList
 

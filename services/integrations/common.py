@@ -40,7 +40,7 @@ def hit_metadata(hit: Hit) -> dict[str, Any]:
         {
             "tessera_id": hit.id,
             "corpus": hit.corpus,
-            "modality": hit.modality,
+            "modality": str(hit.modality),  # a plain string in stored metadata, not the enum
             "raw_score": hit.raw_score,
             "calibrated_score": hit.calibrated_score,
         }

@@ -27,6 +27,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from tessera.client import DEFAULT_ADDRESS, AsyncClient, Client, Hit
 from tessera.errors import AlreadyExists
+from tessera.index.fusion import Fusion
 
 from .common import check_options, clear_connection_errors, client_option_names, hit_metadata
 
@@ -196,7 +197,7 @@ class TesseraRetriever(BaseRetriever):
     corpora: list[str] | None = None  # None: route by modality across all corpora of the space
     k: int = 4
     filter: dict[str, Any] | None = None
-    fusion: str = "calibrated"
+    fusion: str = Fusion.CALIBRATED.value
     timeout: float = 30.0
     api_key: str | None = None
     client_options: dict[str, Any] = Field(default_factory=dict)

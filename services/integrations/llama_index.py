@@ -20,6 +20,7 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from tessera.client import DEFAULT_ADDRESS, AsyncClient, Client, Hit
+from tessera.index.fusion import Fusion
 
 from .common import clear_connection_errors, client_option_names, hit_metadata
 
@@ -53,7 +54,7 @@ class TesseraLlamaRetriever(BaseRetriever):
         corpora: list[str] | None = None,
         similarity_top_k: int = 4,
         filter: dict[str, Any] | None = None,
-        fusion: str = "calibrated",
+        fusion: Fusion | str = Fusion.CALIBRATED,
         timeout: float = 30.0,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,

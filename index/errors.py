@@ -1,0 +1,5 @@
+"""Errors of a whole corpus a caller can act on (kept apart so every corpus module can raise them)."""
+
+
+class CorpusError(RuntimeError):
+    """A corpus-level failure a caller can act on (read-only, closed, wrong format, too few vectors to train)."""
