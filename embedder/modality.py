@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
+from .choices import Choice
 from .quoting import quote
 
 
-class Modality(str, Enum):
+class Modality(Choice):
     TEXT = "text"
     IMAGE = "image"
     AUDIO = "audio"
@@ -16,17 +16,8 @@ class Modality(str, Enum):
     VECTOR = "vector"
 
     @classmethod
-    def parse(cls, value: str | Modality) -> Modality:
-        if isinstance(value, Modality):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            names = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown modality {quote(value)}; expected one of: {names}") from None
-
-    def __str__(self) -> str:
-        return self.value
+    def refusal(cls, value: object) -> str:
+        return f"unknown modality {quote(value)}; expected one of: {', '.join(m.value for m in cls)}"
 
 
 # Suffixes a folder of files is sorted by; `--modality` overrides them.

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
 from typing import TYPE_CHECKING
 
-from tessera.embedder.quoting import quote
+from tessera.embedder.choices import Choice
 
 if TYPE_CHECKING:
     from .calibration import Stats
@@ -15,23 +14,11 @@ if TYPE_CHECKING:
 RRF_K = 60  # the constant of Cormack et al. (2009)
 
 
-class Fusion(str, Enum):
+class Fusion(Choice):
     CALIBRATED = "calibrated"  # each corpus's scores shifted by what a top match there scores for this query
     PAIR = "pair"  # one shift per (query modality, corpus), from stored items standing in as queries
     RRF = "rrf"  # reciprocal rank fusion: ranks only
     RAW = "raw"  # the raw similarities, modality gap and all
-
-    @classmethod
-    def parse(cls, value: str | Fusion) -> Fusion:
-        if isinstance(value, Fusion):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ValueError(f"fusion must be one of {', '.join(f.value for f in cls)}, not {quote(value)}") from None
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def fuse(per_corpus: Sequence[tuple[list[Hit], Stats]], fusion: Fusion) -> list[Hit]:
