@@ -46,6 +46,8 @@ def _innermost(index: Any) -> Any:
 
 # Index types whose stored codes are the float vectors themselves: their scores are exact.
 _FLOAT_STORAGE = (faiss.IndexFlat, faiss.IndexHNSWFlat, faiss.IndexIVFFlat)
+# GPU IVF indexes take SearchParametersIVF too, but are no subclass of IndexIVF (faiss-cpu has no such class).
+_GPU_IVF = tuple(getattr(faiss, name) for name in ("GpuIndexIVF",) if hasattr(faiss, name))
 # Search parameter objects kept per (nprobe, efSearch); a handful are in use at a time.
 PARAMS_CACHE_SIZE = 64
 
@@ -53,10 +55,10 @@ PARAMS_CACHE_SIZE = 64
 def _params(index: Any, inner: Any, nprobe: int | None, ef_search: int | None, selector: Any) -> Any | None:
     if nprobe is None and ef_search is None and selector is None:
         return None
-    if isinstance(inner, faiss.IndexIVF):
+    if isinstance(inner, faiss.IndexIVF) or isinstance(inner, _GPU_IVF):
         params = faiss.SearchParametersIVF()
         if nprobe is not None:
-            params.nprobe = min(nprobe, inner.nlist)
+            params.nprobe = min(nprobe, getattr(inner, "nlist", nprobe))
     elif isinstance(inner, faiss.IndexHNSW):
         params = faiss.SearchParametersHNSW()
         if ef_search is not None:
