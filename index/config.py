@@ -26,6 +26,8 @@ def check_knob(name: str, value: object) -> int | None:
     (numpy integers from a caller's sweep are fine; booleans are not)."""
     if value is None:
         return None
+    if value.__class__ is int and 0 < value <= CEILINGS[name]:  # the usual case, without the ABC checks below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {quote(value)}")
     if value > CEILINGS[name]:

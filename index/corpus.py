@@ -41,7 +41,7 @@ from .integrity import MANIFEST, CorpusDamagedError
 from .items import Item, ItemError, metadata_of, payload_table, validate_items
 from .locks import ReadWriteLock
 from .records import Delete, Upsert, encode_delete, encode_upsert
-from .search import Hit, SearchArgs, make_hits, search_slots
+from .search import Hit, SearchArgs, checked_args, make_hits, search_slots
 from .snapshot import write_json_atomic
 from .snapshotting import Snapshots
 from .store import ItemStore
@@ -314,12 +314,27 @@ class Corpus:
         Queries are L2-normalised first; composite Symile queries pass `normalize=False` to keep the
         multilinear inner product. `with_vectors` sets each hit's vector, read in the same pass.
         """
-        flags = {"exact": exact, "with_payload": with_payload, "with_vectors": with_vectors}
-        return self.run_search(self._checked(queries, k, filter, nprobe, ef_search, normalize, **flags))
+        args = checked_args(
+            queries,
+            k,
+            self.dim,
+            self.name,
+            filter,
+            nprobe,
+            ef_search,
+            normalize,
+            exact,
+            None,
+            with_payload,
+            with_vectors,
+        )
+        with self.rw.read():  # one read lock for both steps: the slots found and the rows they name
+            scores, slots = search_slots(self.store, self.ann, self.config, self.ann_dead, args)
+            return make_hits(self.store, scores, slots, args, self.name, self.modality)
 
     def run_search(self, args: SearchArgs) -> list[list[Hit]]:
-        """A search whose values were checked where they entered (routing's `Query`, `SearchArgs.checked`)."""
-        assert args.queries.shape[1] == self.dim
+        """A search whose values were checked where they entered (routing's `Query`, `checked_args`)."""
+        assert args.queries.shape[1] == self.dim and args.queries.dtype == np.float32
         # One read lock for both steps: the slots found and the rows they name come from the same store.
         with self.rw.read():
             scores, slots = search_slots(self.store, self.ann, self.config, self.ann_dead, args)
@@ -341,24 +356,9 @@ class Corpus:
 
         `rescore` overrides the corpus's setting for this call.
         """
-        args = self._checked(queries, k, filter, nprobe, ef_search, normalize, exact=exact, rescore=rescore)
+        args = checked_args(queries, k, self.dim, self.name, filter, nprobe, ef_search, normalize, exact, rescore)
         with self.rw.read():
             return search_slots(self.store, self.ann, self.config, self.ann_dead, args)
-
-    def _checked(
-        self, queries: np.ndarray, k: int, filter: Any, nprobe: Any, ef_search: Any, normalize: bool, **flags: Any
-    ) -> SearchArgs:
-        return SearchArgs.checked(
-            queries,
-            k,
-            dim=self.dim,
-            corpus=self.name,
-            filter=filter,
-            nprobe=nprobe,
-            ef_search=ef_search,
-            normalize=normalize,
-            **flags,
-        )
 
     def sample_vectors(self, n: int, seed: int = 0) -> np.ndarray:
         """Up to n live vectors chosen at random (for calibration statistics)."""

@@ -1,6 +1,6 @@
 """One corpus search: exact or ANN, the filter as a slot mask, exact re-scoring, and the hits.
 
-Runs under the corpus's read lock on values checked where they entered: `SearchArgs.checked`
+Runs under the corpus's read lock on values checked where they entered: `checked_args`
 for direct callers of `Corpus.search`, the routed `Query` for searches across corpora. Below
 that point values are asserted, not checked again.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 # Below this share of admitted rows a filtered search is exact over those rows: graph and IVF
 # searches lose recall when most neighbours are filtered out, and the subset is small.
 SELECTIVE_FILTER_SHARE = 0.02
+# A query row whose squared norm is this close to 1 is used as it is: float32 normalisation itself leaves
+# squared norms within ~1e-7 of 1, and re-scaling such a row would change its cosines by less than 1e-6.
+UNIT_TOLERANCE = 2e-6
 
 
 @dataclass(slots=True)
@@ -50,9 +53,11 @@ class Hit:
     vector: np.ndarray | None = None  # set when the search asked for vectors (`with_vectors`)
 
 
-@dataclass(frozen=True, slots=True)
-class SearchArgs:
-    """A search's values, already valid: float32 C-contiguous finite query rows of the corpus's dimension."""
+class SearchArgs(NamedTuple):
+    """A search's values, already valid: float32 C-contiguous finite (n, dim) query rows, unit for cosine.
+
+    A tuple, not a dataclass: one is made per search, and on the one-query path that shows.
+    """
 
     queries: np.ndarray
     k: int
@@ -64,35 +69,37 @@ class SearchArgs:
     with_payload: bool = True
     with_vectors: bool = False
 
-    def __post_init__(self) -> None:
-        assert self.queries.ndim == 2 and self.queries.dtype == np.float32 and self.queries.flags.c_contiguous
-        assert self.k.__class__ is int and self.k >= 1
 
-    @classmethod
-    def checked(
-        cls,
-        queries: np.ndarray,
-        k: int,
-        *,
-        dim: int,
-        corpus: str,
-        filter: Filter | Mapping[str, Any] | None = None,
-        nprobe: int | None = None,
-        ef_search: int | None = None,
-        normalize: bool = True,
-        **flags: Any,
-    ) -> SearchArgs:
-        """Checks what a direct caller of `Corpus.search` passed; raises ItemError/ValueError naming the problem."""
-        if k.__class__ is not int or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        return cls(
-            check_queries(queries, dim, corpus, normalize),
-            k,
-            filter if isinstance(filter, Filter) or filter is None else compile_filter(filter),
-            check_knob("nprobe", nprobe),
-            check_knob("ef_search", ef_search),
-            **flags,
-        )
+def checked_args(
+    queries: np.ndarray,
+    k: int,
+    dim: int,
+    corpus: str,
+    filter: Filter | Mapping[str, Any] | None = None,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+    normalize: bool = True,
+    exact: bool = False,
+    rescore: bool | None = None,
+    with_payload: bool = True,
+    with_vectors: bool = False,
+) -> SearchArgs:
+    """What a direct caller of `Corpus.search` passed, checked; raises ItemError/ValueError naming the problem."""
+    if k.__class__ is not int or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if filter is not None and not isinstance(filter, Filter):
+        filter = compile_filter(filter)
+    return SearchArgs(
+        check_queries(queries, dim, corpus, normalize),
+        k,
+        filter,
+        None if nprobe is None else check_knob("nprobe", nprobe),
+        None if ef_search is None else check_knob("ef_search", ef_search),
+        exact,
+        rescore,
+        with_payload,
+        with_vectors,
+    )
 
 
 def check_queries(queries: np.ndarray, dim: int, corpus: str, normalize: bool) -> np.ndarray:
@@ -103,13 +110,14 @@ def check_queries(queries: np.ndarray, dim: int, corpus: str, normalize: bool) -
     if queries.ndim != 2 or queries.shape[1] != dim:
         raise ItemError(f"query vectors have shape {queries.shape}; corpus {corpus!r} stores {dim}-d")
     if queries.shape[0] == 1:  # a service's usual call: scalar maths, two numpy calls in all
-        squared = float(np.dot(queries[0], queries[0]))
+        row = queries[0]
+        squared = float(np.dot(row, row))
         if not math.isfinite(squared):
             raise ItemError("query vector contains NaN or infinity (or values too large to square)")
-        if normalize:
+        if normalize and abs(squared - 1.0) > UNIT_TOLERANCE:  # embeddings arrive unit already: no copy then
             if squared == 0.0:
                 raise ItemError("query vector is all zeros and has no direction")
-            queries = queries * np.float32(1.0 / math.sqrt(squared))
+            return queries * (1.0 / math.sqrt(squared))  # a new C-contiguous float32 array (NumPy 2 scalar rules)
         return queries if queries.flags.c_contiguous else np.ascontiguousarray(queries)
     # NaN or infinity anywhere makes that row's squared norm non-finite.
     norms = np.einsum("ij,ij->i", queries, queries)
@@ -165,22 +173,13 @@ def make_hits(
         if not args.with_payload:
             # The one-query service path: plain lists, no Arrow, no per-hit numpy scalars.
             hits = [
-                Hit(i, s, corpus=corpus, modality=modality, raw_score=s)
+                Hit(i, s, {}, None, None, corpus, modality, s)
                 for i, s in zip(store.ids(row_slots), values, strict=True)
             ]
         else:
             rows = store.rows(row_slots, with_data=False) if len(row_slots) else []
             hits = [
-                Hit(
-                    row["id"],
-                    s,
-                    metadata_of(row),
-                    row.get("text"),
-                    row.get("uri"),
-                    corpus=corpus,
-                    modality=modality,
-                    raw_score=s,
-                )
+                Hit(row["id"], s, metadata_of(row), row.get("text"), row.get("uri"), corpus, modality, s)
                 for row, s in zip(rows, values, strict=True)
             ]
         if args.with_vectors and hits:
