@@ -111,8 +111,8 @@ def sides_for(corpus: Any) -> dict[str, tuple[Any, TimedIndex]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, help="another commit's index/ directory, measured in the same run")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per side (the lowest counts)")
-    parser.add_argument("--passes", type=int, default=3, help="passes over the 1,000 queries per round")
+    parser.add_argument("--rounds", type=int, default=21, help="rounds; the JSON keeps the median of each figure")
+    parser.add_argument("--passes", type=int, default=1, help="passes over the 1,000 queries per side and round")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "call_cost.json")
     args = parser.parse_args(argv)
     faiss.omp_set_num_threads(1)
@@ -122,25 +122,38 @@ def main(argv: list[str] | None = None) -> int:
         packages["baseline_"] = load_index_package(args.baseline)
     result: dict[str, Any] = {
         "benchmark": "call_cost",
-        "what": f"µs per call outside FAISS's C++ search (search_c), {args.passes} x {QUERIES} queries per "
-        f"round, the lowest of {args.rounds} rounds; {N:,} x {DIM} HNSW32 corpus, efSearch {EF}, k {K}, one "
-        "thread; call_cost_us = tessera_wrapper_us - raw_faiss_wrapper_us (FAISS's own Python search)",
+        "what": f"µs per call outside FAISS's C++ search (search_c), {args.passes} x {QUERIES} queries per side "
+        f"and round, medians over {args.rounds} rounds; {N:,} x {DIM} HNSW32 corpus, efSearch {EF}, k {K}, one "
+        "thread; call_cost_us = tessera_wrapper_us - raw_faiss_wrapper_us (FAISS's own Python search) of the "
+        "same round",
     }
+    per_round: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         built = {label: build(package, Path(tmp) / (label or "current"), data) for label, package in packages.items()}
         sides = {label: sides_for(corpus) for label, (_, corpus) in built.items()}
-        for _ in range(args.rounds):  # the versions and sides take turns: a slow spell of the machine hits all
-            for label, corpus_sides in sides.items():
-                for side, (call, timed) in corpus_sides.items():
-                    outside, inside = wrapper_us(call, timed, queries, args.passes)
-                    for key, value in ((f"{label}{side}_wrapper_us", outside), (f"{label}{side}_inside_us", inside)):
-                        result[key] = round(min(result.get(key, float("inf")), value), 2)
+        for r in range(args.rounds):  # versions and sides take turns, the order flipping each round
+            for label in list(sides)[:: 1 if r % 2 else -1]:
+                measured = {}
+                for side in list(sides[label])[:: 1 if r % 2 else -1]:
+                    call, timed = sides[label][side]
+                    measured[side] = wrapper_us(call, timed, queries, args.passes)
+                samples = {
+                    "raw_faiss_wrapper_us": measured["raw_faiss"][0],
+                    "raw_faiss_inside_us": measured["raw_faiss"][1],
+                    "tessera_wrapper_us": measured["tessera"][0],
+                    "tessera_inside_us": measured["tessera"][1],
+                    # Both sides of one round ran back to back: their difference cancels the machine's drift.
+                    "call_cost_us": measured["tessera"][0] - measured["raw_faiss"][0],
+                }
+                for key, value in samples.items():
+                    per_round.setdefault(f"{label}{key}", []).append(value)
         for catalog, _ in built.values():
             catalog.close()
+    for key, values in per_round.items():
+        result[key] = round(float(np.median(values)), 2)
     for label in packages:
-        result[f"{label}call_cost_us"] = round(
-            result[f"{label}tessera_wrapper_us"] - result[f"{label}raw_faiss_wrapper_us"], 2
-        )
+        costs = np.array(per_round[f"{label}call_cost_us"])
+        result[f"{label}call_cost_us_iqr"] = [round(float(v), 2) for v in np.percentile(costs, [25, 75])]
     if args.baseline:
         result["baseline"] = str(args.baseline)
         result["ratio"] = round(result["call_cost_us"] / result["baseline_call_cost_us"], 3)
