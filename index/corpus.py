@@ -15,6 +15,7 @@ a corpus removes what interrupted writes left.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -46,6 +47,8 @@ from .snapshot import write_json_atomic
 from .snapshotting import Snapshots
 from .store import ItemStore
 from .wal import WriteAheadLog
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -156,7 +159,7 @@ class Corpus:
             try:
                 self.snapshot()
             except DiskFullError as exc:  # nothing is lost: the log holds every acknowledged write
-                recovery.log.warning({"event": "snapshot_skipped", "corpus": self.name, "reason": str(exc)})
+                log.warning({"event": "snapshot_skipped", "corpus": self.name, "reason": str(exc)})
         self.closed = True
         self.background.shutdown(wait=True)
         self.wal.close()

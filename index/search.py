@@ -135,30 +135,26 @@ def search_slots(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, slots), (n_queries, k), -1 slots padding short rows: exact when no index serves, else ANN
     candidates re-scored exactly (unless the index's scores are exact or re-scoring is off)."""
+    queries, k, filter, nprobe, ef_search, exact, rescore_hits, _, _ = args  # one unpack, not attribute reads
     allowed: np.ndarray | None = None
-    if args.filter is not None:
-        allowed = store.slot_mask(args.filter.mask(store.metadata_table()))
+    if filter is not None:
+        allowed = store.slot_mask(filter.mask(store.metadata_table()))
     elif store.n_slots != len(store.slot_of):
         allowed = store.alive[: store.n_slots]
     vectors = store.vectors[: store.n_slots]
-    if (
-        args.exact
-        or ann is None
-        or (allowed is not None and allowed.sum() <= SELECTIVE_FILTER_SHARE * len(store.slot_of))
-    ):
-        return exact_topk(vectors, args.queries, args.k, allowed)
-    ann_allowed = allowed if (args.filter is not None or ann_dead) else None
+    if exact or ann is None or (allowed is not None and allowed.sum() <= SELECTIVE_FILTER_SHARE * len(store.slot_of)):
+        return exact_topk(vectors, queries, k, allowed)
     refine = config.refine
     result = ann.search(
-        args.queries,
-        args.k * refine,
-        allowed=ann_allowed,
-        nprobe=args.nprobe or config.nprobe,
-        ef_search=args.ef_search or config.ef_search,
+        queries,
+        k * refine,
+        allowed=allowed if (filter is not None or ann_dead) else None,
+        nprobe=nprobe or config.nprobe,
+        ef_search=ef_search or config.ef_search,
     )
-    if refine == 1 and (ann.exact_scores or not (config.rescore if args.rescore is None else args.rescore)):
+    if refine == 1 and (ann.exact_scores or not (config.rescore if rescore_hits is None else rescore_hits)):
         return result.scores, result.slots
-    return rescore(vectors, args.queries, result.slots, args.k)
+    return rescore(vectors, queries, result.slots, k)
 
 
 def make_hits(
