@@ -34,6 +34,8 @@ from .errors import (
 if TYPE_CHECKING:
     from .client import AsyncClient, Client, connect, connect_async
     from .embedder import list_spaces, load_space
+    from .embedder.modality import Modality
+    from .index.fusion import Fusion
     from .messages import Hit, SearchResult
 
 _LAZY = {
@@ -42,6 +44,8 @@ _LAZY = {
     "Client": ".client",
     "AsyncClient": ".client",
     "Hit": ".messages",
+    "Fusion": ".index.fusion",
+    "Modality": ".embedder.modality",
     "SearchResult": ".messages",
     "load_space": ".embedder",
     "list_spaces": ".embedder",
@@ -68,9 +72,11 @@ __all__ = [
     "DataLoss",
     "DeadlineExceeded",
     "FailedPrecondition",
+    "Fusion",
     "Hit",
     "Internal",
     "InvalidArgument",
+    "Modality",
     "NotFound",
     "PermissionDenied",
     "ResourceExhausted",
