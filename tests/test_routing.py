@@ -174,3 +174,22 @@ def test_hits_carry_their_vectors_from_the_search_itself(gapped) -> None:
     stored = {i.id: i.vector for c in catalog.corpora() for i in c.get([h.id for h in hits], with_data=False)}
     assert hits and all(np.array_equal(h.vector, stored[h.id]) for h in hits)
     assert all(h.vector is None for h in Router(catalog).search(text_query(classes, offsets, 0)).hits)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"top_k": 0}, "top_k must be a positive integer"),
+        ({"top_k": "10"}, "top_k must be a positive integer"),
+        ({"fusion": "magic"}, "fusion must be one of"),
+        ({"parts": []}, "at least one part"),
+        ({"parts": [QueryPart("text", np.ones(4, np.float32), float("nan"))]}, "finite numbers"),
+        ({"target_modalities": ["smell"]}, "unknown modality"),
+        ({"filter": {"year": {"between": [1, 2]}}}, "filter"),
+        ({"ef_search": -1}, "ef_search must be a positive integer"),
+    ],
+)
+def test_a_query_is_refused_when_it_is_made_with_the_reason(change: dict, message: str) -> None:
+    fields = {"parts": [QueryPart("text", np.ones(4, np.float32))], "space": "s@1", **change}
+    with pytest.raises(ValueError, match=message):
+        Query(**fields)
