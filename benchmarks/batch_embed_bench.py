@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from benchmarks.provenance import git_commit, now_utc
 from benchmarks.text_corpus import real_sentences
 from tessera.embed_job import EmbedOptions, run_embed
 from tessera.embedder import load_space
@@ -143,6 +144,7 @@ def main() -> None:
         "batch_size": BATCH,
         "baseline": "sentence_transformers.SentenceTransformer.encode (same model, same batch size)",
         "text_source": "real sentences: docstrings of the Python stdlib and installed packages",
+        "inference": load_space("minilm", device="cpu").inference["text"],  # what `tessera embed` runs
     }
     with tempfile.TemporaryDirectory(prefix="batch-embed-bench-") as tmp:
         work = Path(tmp)
@@ -170,6 +172,7 @@ def main() -> None:
                 }
             )
             results["rss_flat"] = results["rss_growth"] <= RSS_GROWTH_BAR
+    results |= {"loadavg_at_end": list(os.getloadavg()), "commit": git_commit(), "measured_at": now_utc()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -345,7 +345,7 @@ def eight_word_queries(n: int, skip: int) -> list[str]:
 
 
 def bench_text_search(n: int, n_queries: int, rounds: int = 2) -> dict[str, Any]:
-    """`client.search(text)` against `tessera serve` (its default inference path)
+    """`client.search(text)` against `tessera serve` (its default inference path: ONNX Runtime on the CPU)
     at 1 and 16 client threads, against the hand-written loop (sentence-transformers `encode` of one query,
     then FAISS search of the same vectors), one query at a time, in the same run.
 
@@ -404,7 +404,7 @@ def bench_text_search(n: int, n_queries: int, rounds: int = 2) -> dict[str, Any]
     return {
         **out,
         "baseline": "SentenceTransformer.encode([query]) + faiss.IndexFlatIP.search, one query at a time",
-        "server_inference": os.environ.get("TESSERA_INFERENCE") or "default",
+        "server_inference": os.environ.get("TESSERA_INFERENCE") or "default (ONNX Runtime on the CPU)",
         "bars": {"ratio_c1": 1.5, "ratio_c16": 3.0},
         "loadavg_at_end": list(os.getloadavg()),
         "commit": git_commit(),

@@ -32,9 +32,11 @@ from typing import Any
 
 import torch
 
+from .device import default_device
 from .encoders import Encoder
 from .encoders.minilm import MINILM_DIM
 from .errors import WeightsUnavailableError
+from .inference import resolve as resolve_inference
 from .modality import Modality
 from .quoting import quote
 from .space import Space
@@ -221,22 +223,28 @@ def load_space(
     *,
     spaces_dir: str | os.PathLike[str] | None = None,
     allow_paths: bool = True,
+    inference: str | None = None,
 ) -> Space:
     """Load a space by built-in name, `openclip:` name, directory path, or saved name.
 
     `spaces_dir` is where saved spaces are looked up (default `$TESSERA_DATA/spaces`);
     `allow_paths=False` loads by name only, as a server facing a network does.
+    `inference` picks what runs the model forward: "onnx" (ONNX Runtime, the default on
+    the CPU), "torch" (the default on CUDA), or "auto"; None reads `$TESSERA_INFERENCE`.
     """
-    device = torch.device(device) if device is not None else None
+    device = torch.device(device) if device is not None else default_device()
+    path = resolve_inference(inference, device)
     name = str(name_or_path)
     spec, directory = _resolve(
         name, spaces_dir=Path(spaces_dir) if spaces_dir is not None else None, allow_paths=allow_paths
     )
     if directory is not None:
-        return load_space_dir(directory, device)
-    if name in BUILTIN_SPECS:
-        return _seeded_build(spec, device)
-    return build_space(spec, device)
+        space = load_space_dir(directory, device)
+    elif name in BUILTIN_SPECS:
+        space = _seeded_build(spec, device)
+    else:
+        space = build_space(spec, device)
+    return space.use_onnx() if path == "onnx" else space
 
 
 def load_preparer(name_or_path: str | os.PathLike[str], modality: Modality | str) -> Encoder:

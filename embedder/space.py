@@ -16,6 +16,26 @@ from .modality import Modality
 from .similarity import Similarity
 
 
+def length_groups(lengths: Sequence[int], budget: int | None, cap: int) -> Iterator[list[int]]:
+    """Positions, longest first, cut into model batches of at most `cap` items whose padded size
+    (count x the longest length in it) stays within `budget` (None: `cap` alone decides).
+
+    A batch costs its count times its longest item: long items go in small batches and short
+    ones in large, and a batch of 128 x 256 tokens would also spill the CPU's caches.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    group: list[int] = []
+    for i in order:
+        # Sorted longest first, so group[0] is the longest of the group i would join.
+        padded = (len(group) + 1) * max(1, lengths[group[0]]) if group else 0
+        if group and (len(group) == cap or (budget is not None and padded > budget)):
+            yield group
+            group = []
+        group.append(i)
+    if group:
+        yield group
+
+
 @dataclass
 class Space:
     name: str
@@ -50,8 +70,22 @@ class Space:
 
     def to(self, device: torch.device | str) -> Space:
         for encoder in self.encoders.values():
-            encoder.to(torch.device(device))
+            encoder.to(torch.device(device))  # a CUDA device puts every encoder back on torch
         return self
+
+    def use_onnx(self) -> Space:
+        """Run every encoder that can through ONNX Runtime on the CPU (`load_space` does this by default there).
+
+        Graphs are built from the weights as they are now; exported, or read from the cache, on first use.
+        """
+        for encoder in self.encoders.values():
+            encoder.use_onnx()
+        return self
+
+    @property
+    def inference(self) -> dict[str, str]:
+        """Per modality, what runs the model forward: "onnx", "torch" or "none"."""
+        return {m.value: e.inference for m, e in self.encoders.items()}
 
     def prepare(self, modality: Modality | str, content: Any, item: int | str = 0) -> Any:
         """Decode and preprocess one item; the DecodeError names `item`."""
@@ -65,28 +99,28 @@ class Space:
         with torch.inference_mode():
             return self.encoder(modality).encode(prepared).float().cpu().numpy()
 
-    def embed_merged(self, modality: Modality | str, prepared: list[Any], padded_budget: int = 1024) -> np.ndarray:
-        """One merged batch from many callers (micro-batching), in input order.
+    def embed_merged(
+        self,
+        modality: Modality | str,
+        prepared: list[Any],
+        padded_budget: int | None = None,
+        max_batch: int | None = None,
+    ) -> np.ndarray:
+        """Many prepared items (a micro-batch merged from many callers, or a part of a batch job), in input order.
 
-        Callers' items differ in length, and one model call pads every item to the longest:
-        a 500-character sentence would make fifteen 40-character queries cost as much as
-        itself each. Items are sorted by length and cut into sub-batches whose padded size
-        (count x longest length) stays within `padded_budget`.
+        Items differ in length, and one model call pads every item to the longest: a
+        500-character sentence would make fifteen 40-character queries cost as much as itself
+        each. Length-sorted encoders' items are sorted and cut into model batches whose padded
+        size (count x longest length) stays within `padded_budget` (default: the encoder's), of
+        at most `max_batch` items; other encoders' items go in one call.
         """
         encoder = self.encoder(modality)
+        budget = padded_budget or encoder.padded_budget
         if not encoder.sort_by_length or len(prepared) < 2:
             return self.embed_prepared(modality, prepared)
-        lengths = [max(1, encoder.length(p)) for p in prepared]
-        order = sorted(range(len(prepared)), key=lengths.__getitem__)
         out = np.empty((len(prepared), self.dim), dtype=np.float32)
-        group: list[int] = []
-        for i in [*order, -1]:
-            # Sorted ascending, so item i is the longest of the group it would join.
-            if group and (i < 0 or (len(group) + 1) * lengths[i] > padded_budget):
-                out[group] = self.embed_prepared(modality, [prepared[j] for j in group])
-                group = []
-            if i >= 0:
-                group.append(i)
+        for group in length_groups(encoder.lengths(prepared), budget, cap=max_batch or len(prepared)):
+            out[group] = self.embed_prepared(modality, [prepared[j] for j in group])
         return out
 
     def embed(
@@ -123,10 +157,9 @@ class Space:
         if encoder.sort_by_length:
             # Cheap to prepare everything up front (text); sorting by length keeps padding low.
             prepared = [self.prepare(modality, x, labels[i]) for i, x in enumerate(inputs)]
-            order = np.argsort([-encoder.length(p) for p in prepared], kind="stable")
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                yield rows, [prepared[i] for i in rows]
+            lengths = encoder.lengths(prepared)
+            for group in length_groups(lengths, encoder.padded_budget, cap=batch_size):
+                yield np.asarray(group), [prepared[i] for i in group]
         else:
             for start in range(0, len(inputs), batch_size):
                 rows = np.arange(start, min(start + batch_size, len(inputs)))

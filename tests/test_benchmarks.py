@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_embed_throughput_small_run_writes_ratio(tmp_path: Path) -> None:
     out = tmp_path / "embed_throughput.json"
     cmd = [sys.executable, "-m", "benchmarks.embed_throughput", "--n", "64", "--batch-size", "16", "--rounds", "1"]
+    cmd += ["--single-calls", "3", "--tower-n", "16"]
     result = subprocess.run([*cmd, "--device", "cpu", "--out", str(out)], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
@@ -24,6 +25,11 @@ def test_embed_throughput_small_run_writes_ratio(tmp_path: Path) -> None:
     slack = 0.05 / raw + 0.05 * ours / raw**2 + 0.001
     assert abs(data["ratio"] - ours / raw) <= slack
     assert data["min_cosine_vs_raw"] >= 0.9999
+    assert data["inference"] == "onnx"  # the CPU default
+    assert abs(data["single_speedup"] - data["single_raw_ms"] / data["single_tessera_ms"]) < 0.01
+    for tower in ("image", "audio"):
+        assert data[f"{tower}_min_cosine_onnx_vs_torch"] >= 0.9999 and data[f"{tower}_speed_ratio"] > 0
+    assert data["commit"] and data["measured_at"]
 
 
 def test_recorded_results_meet_the_bar() -> None:
@@ -159,6 +165,7 @@ def test_batch_embed_bench_small_run_compares_against_raw_encode(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert data["text_n"] == 200 and data["raw_items_per_s"] > 0 and data["tessera_items_per_s"] > 0
+    assert data["inference"] == "onnx"  # `tessera embed` runs the CPU default path
     assert data["min_cosine_vs_raw"] >= 0.9999
     assert abs(data["ratio"] - data["tessera_items_per_s"] / data["raw_items_per_s"]) < 0.01
     assert data["rss_rows_small"] == 300 and data["rss_rows_large"] == 900

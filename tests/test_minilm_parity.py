@@ -35,21 +35,38 @@ def test_text_accepts_utf8_bytes(minilm_space) -> None:
     np.testing.assert_allclose(as_str, as_bytes, atol=1e-6)
 
 
-def test_merged_micro_batch_is_cut_by_padded_length_and_keeps_caller_order(minilm_space) -> None:
+def test_merged_micro_batch_is_cut_by_padded_tokens_and_keeps_caller_order(minilm_space) -> None:
     sentences = real_sentences(60)[7:47]  # mixed lengths, 20 to 500+ characters
-    lengths = [len(s) for s in sentences]
-    assert max(lengths) > 10 * min(lengths)
+    encoder = minilm_space.encoder("text")
+    tokens = encoder.lengths(sentences)  # as the model sees them, truncated at its 256
+    assert max(tokens) > 10 * min(tokens) and max(tokens) <= encoder.model.max_seq_length
     prepared = [minilm_space.prepare("text", s) for s in sentences]
     calls: list[int] = []
-    encoder = minilm_space.encoder("text")
     original = encoder.encode
-    encoder.encode = lambda batch: (calls.append(max(len(s) for s in batch) * len(batch)), original(batch))[1]
+    encoder.encode = lambda batch: (calls.append(max(encoder.lengths(batch)) * len(batch)), original(batch))[1]
     try:
-        merged = minilm_space.embed_merged("text", prepared, padded_budget=1024)
+        merged = minilm_space.embed_merged("text", prepared, padded_budget=256)
     finally:
         encoder.encode = original
     alone = np.concatenate([minilm_space.embed_prepared("text", [p]) for p in prepared])
     assert np.sum(merged * alone, axis=1).min() >= 0.9999  # same vectors, in the callers' order
     assert len(calls) > 1  # cut into several model calls ...
-    single_item_overruns = [c for c in calls if c > 1024]
-    assert all(c <= max(lengths) for c in single_item_overruns)  # ... each within budget unless one item alone
+    single_item_overruns = [c for c in calls if c > 256]
+    assert all(c <= max(tokens) for c in single_item_overruns)  # ... each within budget unless one item alone
+
+
+def test_embed_cuts_model_batches_by_padded_tokens_and_its_cap(minilm_space) -> None:
+    sentences = real_sentences(200)[7:]
+    encoder = minilm_space.encoder("text")
+    sizes: list[tuple[int, int]] = []
+    original = encoder.encode
+    encoder.encode = lambda batch: (sizes.append((len(batch), max(encoder.lengths(batch)))), original(batch))[1]
+    try:
+        vectors = minilm_space.embed("text", sentences, batch_size=64)
+    finally:
+        encoder.encode = original
+    assert sum(n for n, _ in sizes) == len(sentences) and max(n for n, _ in sizes) <= 64
+    assert all(n == 1 or n * longest <= encoder.padded_budget for n, longest in sizes)
+    assert sizes[0][0] < sizes[-1][0]  # long texts first in small batches, short ones in large
+    alone = np.concatenate([minilm_space.embed("text", [s]) for s in sentences[:20]])
+    assert np.sum(vectors[:20] * alone, axis=1).min() >= 0.9999  # rows in input order

@@ -24,7 +24,7 @@ def trained_like_space():
 def test_saved_space_reloads_with_identical_outputs(trained_like_space, tmp_path, shared_data) -> None:
     path = save_space(trained_like_space, tmp_path / "roundtrip")
     assert sorted(p.name for p in path.iterdir()) == ["space.json", "weights.safetensors"]
-    loaded = load_space(path)
+    loaded = load_space(path, inference="torch")  # the fixture runs torch; the ONNX path is tests/test_onnx.py's
     assert (loaded.name, loaded.version, loaded.dim) == ("roundtrip", "3", 384)
     assert loaded.modalities == trained_like_space.modalities
     inputs = {

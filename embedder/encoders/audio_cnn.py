@@ -165,6 +165,42 @@ class AudioTower(nn.Module):
         return l2_normalize(self.head(self.backbone(mel.unsqueeze(1))))
 
 
+def adaptive_pool_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) weights that average the cells adaptive_avg_pool gives each output, as torch computes them."""
+    weights = torch.zeros(n_out, n_in)
+    for i in range(n_out):
+        start, stop = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+        weights[i, start:stop] = 1.0 / (stop - start)
+    return weights
+
+
+class _AudioForward(nn.Module):
+    """The tower after its features (log-mel) in inference: CNN -> head -> unit norm; what ONNX Runtime runs.
+
+    The CNN's input size is fixed (a fixed-length window), so its grid pooling is written as two
+    constant averaging matrices: the ONNX exporter refuses adaptive pooling to sizes that do not
+    divide the input's.
+    """
+
+    def __init__(self, tower: AudioTower, mel_shape: tuple[int, int]) -> None:
+        super().__init__()
+        self.backbone, self.head = tower.backbone, tower.head
+        self.pooled = self.backbone.grid is not None
+        if self.pooled:
+            with torch.no_grad():
+                _, _, height, width = self.backbone.features(torch.zeros(1, 1, *mel_shape)).shape
+            self.register_buffer("rows", adaptive_pool_matrix(height, self.backbone.grid[0]), persistent=False)
+            self.register_buffer("cols", adaptive_pool_matrix(width, self.backbone.grid[1]), persistent=False)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        if not self.pooled:
+            features = self.backbone(mel.unsqueeze(1))
+        else:
+            cells = self.rows @ self.backbone.features(mel.unsqueeze(1)) @ self.cols.T
+            features = cells.flatten(1)
+        return l2_normalize(self.head(features))
+
+
 @register("logmel_cnn_audio")
 class LogMelCNNAudioEncoder(TowerEncoder):
     # Front end, backbone and head; then the augmentations, which act only while training.
@@ -248,3 +284,12 @@ class LogMelCNNAudioEncoder(TowerEncoder):
 
     def prepare(self, content: Any) -> torch.Tensor:
         return self.preprocess(decode_audio(content, self.sample_rate))
+
+    def onnx_inputs(self, batch: list[Any]) -> torch.Tensor:
+        # The log-mel front end stays in torch, exactly as on the torch path; the CNN and head run in ONNX Runtime.
+        return self.tower.features(torch.stack(batch))
+
+    def onnx_part(self) -> tuple[nn.Module, torch.Tensor]:
+        with torch.inference_mode():
+            example = self.tower.features(torch.zeros(2, self.clip_samples))
+        return _AudioForward(self.tower, tuple(example.shape[1:])), example.clone()

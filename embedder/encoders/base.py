@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..inference import OnnxGraph, weights_digest
 from ..modality import Modality
 
 ENCODER_TYPES: dict[str, type[Encoder]] = {}
@@ -38,6 +39,8 @@ class Encoder(ABC):
     # batching, so batches pad little; None means order does not matter.
     sort_by_length: ClassVar[bool] = False
     default_batch_size: ClassVar[int] = 64
+    # With sort_by_length: the most padded length (count x longest `length`) one model batch may hold.
+    padded_budget: ClassVar[int | None] = None
 
     @abstractmethod
     def prepare(self, content: Any) -> Any:
@@ -68,6 +71,23 @@ class Encoder(ABC):
 
     def length(self, prepared: Any) -> int:
         return 0
+
+    def lengths(self, prepared: list[Any]) -> list[int]:
+        """`length` of each item; encoders that can measure many at once faster override it."""
+        return [self.length(p) for p in prepared]
+
+    def use_onnx(self) -> bool:
+        """Run the model forward through ONNX Runtime from now on, on the CPU, with the current weights.
+
+        The graph is exported (or read from the cache) on the first `encode`; preprocessing
+        is unchanged. Returns False for encoders that stay on torch.
+        """
+        return False
+
+    @property
+    def inference(self) -> str:
+        """What runs this encoder's model forward: "onnx", "torch", or "none" (no model)."""
+        return "torch"
 
 
 class BuildContext:
@@ -104,6 +124,7 @@ class TowerEncoder(Encoder):
     config_keys: ClassVar[tuple[str, ...]] = ()
     tower: nn.Module
     device: torch.device
+    _onnx: OnnxGraph | None = None
 
     def spec(self) -> dict[str, Any]:
         return {"type": self.kind, **{key: getattr(self, key) for key in self.config_keys}}
@@ -117,7 +138,31 @@ class TowerEncoder(Encoder):
         return cls(dim=context.dim, device=context.device, **config)  # type: ignore[call-arg]
 
     def encode(self, batch: list[Any]) -> torch.Tensor:
+        if self._onnx is not None and not self.tower.training:
+            return torch.from_numpy(self._onnx.run(self.onnx_inputs(batch).numpy()))
         return self.tower(torch.stack(batch).to(self.device))
+
+    def onnx_part(self) -> tuple[nn.Module, torch.Tensor] | None:
+        """The part of the tower ONNX Runtime runs, and an example input for it (None: stay on torch)."""
+        return None
+
+    def onnx_inputs(self, batch: list[Any]) -> torch.Tensor:
+        """What the exported part takes: by default the stacked prepared items."""
+        return torch.stack(batch)
+
+    def use_onnx(self) -> bool:
+        part = self.onnx_part()
+        if part is None or self.device.type != "cpu":
+            return False
+        module, example = part
+        self._onnx = OnnxGraph(
+            self.kind, weights_digest(self.tower), lambda: module.eval(), [example], ["input"], config=self.spec()
+        )
+        return True
+
+    @property
+    def inference(self) -> str:
+        return "onnx" if self._onnx is not None else "torch"
 
     def weights_module(self) -> nn.Module:
         return self.tower
@@ -125,4 +170,6 @@ class TowerEncoder(Encoder):
     def to(self, device: torch.device) -> Encoder:
         self.device = device
         self.tower.to(device)
+        if device.type != "cpu":
+            self._onnx = None  # torch is the path on CUDA
         return self

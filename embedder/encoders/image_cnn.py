@@ -89,3 +89,7 @@ class CNNImageEncoder(TowerEncoder):
 
     def prepare(self, content: Any) -> torch.Tensor:
         return self.preprocess(decode_image(content))
+
+    def onnx_part(self) -> tuple[nn.Module, torch.Tensor]:
+        channels = 1 if self.grayscale else 3
+        return self.tower, torch.zeros(2, channels, self.image_size, self.image_size)

@@ -31,6 +31,10 @@ class VectorEncoder(Encoder):
     def spec(self) -> dict[str, Any]:
         return {"type": self.kind}
 
+    @property
+    def inference(self) -> str:
+        return "none"  # no model: vectors are only normalised
+
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], context: BuildContext) -> VectorEncoder:
         return cls(context.dim)

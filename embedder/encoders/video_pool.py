@@ -69,5 +69,9 @@ class FramePoolVideoEncoder(Encoder):
             audio_weight=float(spec.get("audio_weight", 0.0)),
         )
 
+    @property
+    def inference(self) -> str:
+        return self.image.inference  # its model is the image encoder's (use_onnx is the space's call on that one)
+
     def to(self, device: torch.device) -> FramePoolVideoEncoder:
         return self  # the image and audio encoders it borrows are moved by the space

@@ -182,9 +182,5 @@ class PartEncoder:
         if not self.encoder.sort_by_length:
             vectors[rows] = self.space.embed_prepared(self.source.modality, prepared)
             return
-        order = np.argsort([-self.encoder.length(p) for p in prepared], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            chosen = order[start : start + self.batch_size]
-            vectors[[rows[i] for i in chosen]] = self.space.embed_prepared(
-                self.source.modality, [prepared[i] for i in chosen]
-            )
+        # The same length-budgeted model batches as `Space.embed`, at most batch_size items each.
+        vectors[rows] = self.space.embed_merged(self.source.modality, prepared, max_batch=self.batch_size)
