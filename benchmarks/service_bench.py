@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100_000, help="vectors in the search corpus")
     parser.add_argument("--queries", type=int, default=2000, help="search calls per concurrency level")
     parser.add_argument("--embed-calls", type=int, default=640, help="single-text Embed calls per run")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="micro-batching window for the server")
+    parser.add_argument("--max-wait-ms", type=float, default=0.0, help="micro-batching window for the server")
     parser.add_argument("--skip-search", action="store_true", help="only the embed part (keeps --out's search part)")
     parser.add_argument("--skip-embed", action="store_true", help="only the search part (keeps --out's embed part)")
     parser.add_argument("--data", choices=["minilm", "synthetic"], default="minilm")

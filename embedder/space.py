@@ -16,21 +16,27 @@ from .modality import Modality
 from .similarity import Similarity
 
 
-def length_groups(lengths: Sequence[int], budget: int | None, cap: int) -> Iterator[list[int]]:
+def length_groups(
+    lengths: Sequence[int], budget: int | None, cap: int, slack: int | None = None
+) -> Iterator[list[int]]:
     """Positions, longest first, cut into model batches of at most `cap` items whose padded size
-    (count x the longest length in it) stays within `budget` (None: `cap` alone decides).
+    (count x the longest length in it) stays within `budget` (None: `cap` alone decides), and
+    whose items are at most `slack` shorter than its longest (None: any).
 
     A batch costs its count times its longest item: long items go in small batches and short
-    ones in large, and a batch of 128 x 256 tokens would also spill the CPU's caches.
+    ones in large, and a batch of 128 x 256 tokens would also spill the CPU's caches. Padding an
+    item by more than one call's fixed cost would cost more than the call it saves: `slack`.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     group: list[int] = []
     for i in order:
         # Sorted longest first, so group[0] is the longest of the group i would join.
-        padded = (len(group) + 1) * max(1, lengths[group[0]]) if group else 0
-        if group and (len(group) == cap or (budget is not None and padded > budget)):
-            yield group
-            group = []
+        if group:
+            longest = max(1, lengths[group[0]])
+            full = len(group) == cap or (budget is not None and (len(group) + 1) * longest > budget)
+            if full or (slack is not None and longest - lengths[i] > slack):
+                yield group
+                group = []
         group.append(i)
     if group:
         yield group
@@ -119,7 +125,8 @@ class Space:
         if not encoder.sort_by_length or len(prepared) < 2:
             return self.embed_prepared(modality, prepared)
         out = np.empty((len(prepared), self.dim), dtype=np.float32)
-        for group in length_groups(encoder.lengths(prepared), budget, cap=max_batch or len(prepared)):
+        lengths = encoder.lengths(prepared)
+        for group in length_groups(lengths, budget, max_batch or len(prepared), encoder.padding_slack):
             out[group] = self.embed_prepared(modality, [prepared[j] for j in group])
         return out
 
@@ -158,7 +165,7 @@ class Space:
             # Cheap to prepare everything up front (text); sorting by length keeps padding low.
             prepared = [self.prepare(modality, x, labels[i]) for i, x in enumerate(inputs)]
             lengths = encoder.lengths(prepared)
-            for group in length_groups(lengths, encoder.padded_budget, cap=batch_size):
+            for group in length_groups(lengths, encoder.padded_budget, batch_size, encoder.padding_slack):
                 yield np.asarray(group), [prepared[i] for i in group]
         else:
             for start in range(0, len(inputs), batch_size):

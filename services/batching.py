@@ -1,9 +1,12 @@
 """Dynamic micro-batching: concurrent embed requests for one (space, modality) share a model batch.
 
-Each request waits at most `max_wait_ms` for companions, and a batch never
-exceeds `max_batch` items. The model runs in a worker thread, so the event
-loop keeps accepting calls while a batch computes; one batch per encoder runs
-at a time, which is what a single model instance can do anyway.
+A batch takes the calls that queued while the previous batch ran, so a lone call
+never waits and a busy model gets full batches; with `max_wait_ms` > 0 a batch also
+waits that long after its first call for companions (useful on a GPU, where a
+fuller batch costs little more). A batch never exceeds `max_batch` items. The
+model runs in a worker thread, so the event loop keeps accepting calls while a
+batch computes; one batch per encoder runs at a time, which is what a single
+model instance can do anyway.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class MicroBatcher:
         run: Callable[[list[Any]], np.ndarray],
         *,
         max_batch: int = 64,
-        max_wait_ms: float = 5.0,
+        max_wait_ms: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._run = run
@@ -66,6 +69,7 @@ class MicroBatcher:
         while size < self.max_batch:
             remaining = deadline - time.perf_counter()
             try:
+                # Calls already queued join at once; with no window (the default) an empty queue ends the batch.
                 nxt = (
                     self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining)
                 )

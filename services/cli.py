@@ -458,8 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-wait-ms",
         type=float,
-        default=5.0,
-        help="how long a call waits for others to share its batch (default: %(default)s)",
+        default=0.0,
+        help="how long a batch waits after its first call for others (default: %(default)s: it takes the calls "
+        "that queued while the previous batch ran, and a lone call never waits)",
     )
     serve.add_argument("--no-batching", action="store_true", help="embed each call on its own")
     serve.add_argument(

@@ -73,7 +73,7 @@ class Engine:
         *,
         batching: bool = True,
         max_batch: int = 64,
-        max_wait_ms: float = 5.0,
+        max_wait_ms: float = 0.0,
         limits: Limits | None = None,
         device: str | None = None,
         on_batch: Any = None,

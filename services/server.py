@@ -212,7 +212,7 @@ class ServeOptions:
     metrics_port: int | None = None
     batching: bool = True
     max_batch: int = 64
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0
     max_message_bytes: int = 64 << 20
     limits: Limits | None = None
     max_concurrent_rpcs: int | None = None

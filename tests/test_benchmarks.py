@@ -34,7 +34,11 @@ def test_embed_throughput_small_run_writes_ratio(tmp_path: Path) -> None:
 
 def test_recorded_results_meet_the_bar() -> None:
     recorded = json.loads((REPO / "benchmarks" / "results" / "embed_throughput.json").read_text())
-    assert recorded["n"] == 10_000 and recorded["ratio"] >= 0.95
+    assert recorded["n"] == 10_000 and recorded["inference"] == "onnx"
+    assert recorded["ratio"] >= 1.6 and recorded["min_cosine_vs_raw"] >= 0.9999  # batch, against raw encode
+    assert recorded["single_speedup"] >= 2.0  # one 8-word query
+    for tower in ("image", "audio"):  # the digits CNN towers, ONNX Runtime against torch
+        assert recorded[f"{tower}_min_cosine_onnx_vs_torch"] >= 0.9999
 
 
 def test_index_bench_small_run_compares_against_raw_faiss(tmp_path: Path) -> None:
@@ -102,10 +106,17 @@ def test_recorded_service_results_cover_the_documented_runs() -> None:
     data = json.loads((REPO / "benchmarks" / "results" / "service_bench.json").read_text())
     assert data["search"]["n"] == 100_000 and data["search"]["index"] == "HNSW32"
     assert [r["concurrency"] for r in data["search"]["rows"]] == [1, 8, 32]
-    # Micro-batching must at least pay for itself; the 4x is not met on 2 CPU cores (README).
-    assert data["embed"]["concurrent_calls"] == 32 and data["embed"]["ratio"] > 1.0
+    # Micro-batching with torch paid for itself; the 4x is not met on 2 CPU cores (README).
+    torch_run, onnx_run = data["embed_torch"], data["embed"]
+    assert torch_run["concurrent_calls"] == 32 and torch_run["ratio"] > 1.0
     # The recorded server ratio is within reach of what the model itself gains from batching here.
-    assert data["embed"]["share_of_ceiling"] > 0.8
+    assert torch_run["share_of_ceiling"] > 0.8
+    # With ONNX Runtime (the CPU default) one text per call is already cheap, and merging gains
+    # little or nothing on 2 cores: recorded, with the README saying so (#21 stays open on it).
+    assert onnx_run["inference"].startswith("onnx") and onnx_run["max_wait_ms"] == 0.0
+    assert abs(onnx_run["share_of_ceiling"] - onnx_run["ratio"] / onnx_run["model_ceiling_ratio"]) < 1e-9
+    text = data["text_search"]  # end-to-end text search against the hand-written loop
+    assert text["ratio_c1"] >= 1.5 and text["grpc_c16_qps"] > text["loop_qps"]
     # Search over HTTP/JSON costs at most 1.5x a gRPC call, at 1 and 16 clients (tessera.http).
     assert [r["concurrency"] for r in data["http_search"]["rows"]] == [1, 16]
     assert data["http_search"]["worst_http_cost_ratio"] <= 1.5

@@ -140,3 +140,16 @@ def test_sessions_use_the_cores_this_process_may_use() -> None:
         assert session_options(onnxruntime).intra_op_num_threads == 1
     finally:
         torch.set_num_threads(threads)
+
+
+def test_openclip_towers_match_torch() -> None:
+    # Random weights (nothing downloads here); the graphs are the same as for a pretrained tag.
+    onnx_space = load_space("openclip:ViT-B-32/random", inference="onnx")
+    torch_space = load_space("openclip:ViT-B-32/random", inference="torch")
+    assert onnx_space.inference == {"text": "onnx", "image": "onnx", "vector": "none"}
+    assert torch_space.inference["image"] == "torch"
+    texts = ["a photo of a handwritten seven", "ok", "Der schnelle braune Fuchs " * 20]  # one past 77 tokens
+    images = [(samples_dir() / "digits" / f"{d}.png").read_bytes() for d in range(4)]
+    for modality, items in (("text", texts), ("image", images)):
+        ours, reference = onnx_space.embed(modality, items), torch_space.embed(modality, items)
+        assert _min_cosine(ours, reference) >= PARITY, modality

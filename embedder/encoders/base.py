@@ -40,7 +40,9 @@ class Encoder(ABC):
     sort_by_length: ClassVar[bool] = False
     default_batch_size: ClassVar[int] = 64
     # With sort_by_length: the most padded length (count x longest `length`) one model batch may hold.
-    padded_budget: ClassVar[int | None] = None
+    padded_budget: int | None = None
+    # ... and how much shorter than the batch's longest an item may be (None: any).
+    padding_slack: int | None = None
 
     @abstractmethod
     def prepare(self, content: Any) -> Any:

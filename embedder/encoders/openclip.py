@@ -3,6 +3,10 @@
 Weights come from a pretrained tag (downloaded into the user's cache on first
 use, on the user's machine), a local checkpoint path, or random initialisation
 (`random`) for tests and training from scratch.
+
+On the CPU (ONNX Runtime, see `embedder/inference.py`) each tower's forward, with
+its normalisation, runs as an exported graph; image preprocessing and the tokeniser
+stay OpenCLIP's own.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 
 from ..decode import decode_image, decode_text
 from ..errors import WeightsUnavailableError
+from ..inference import OnnxGraph, weights_digest
 from ..modality import Modality
 from .base import BuildContext, Encoder, register
 
@@ -57,11 +62,60 @@ def load_openclip(arch: str, pretrained: str, device: str) -> tuple[Any, Any, An
     return model, preprocess, open_clip.get_tokenizer(arch)
 
 
+class _Tower(torch.nn.Module):
+    """One OpenCLIP tower's unit-norm output (`encode_image` or `encode_text`), as ONNX Runtime runs it."""
+
+    def __init__(self, model: Any, method: str) -> None:
+        super().__init__()
+        self.model, self.method = model, method
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # With gradients off, nn.MultiheadAttention takes its fused fast path, an op the ONNX exporter
+        # cannot write; with them on it runs the plain ops, which export (the graph holds no gradients).
+        with torch.enable_grad():
+            return getattr(self.model, self.method)(x, normalize=True).float()
+
+
 class _OpenCLIPEncoder(Encoder):
+    tower_method: str
+    _onnx: OnnxGraph | None = None
+
     def __init__(self, arch: str, pretrained: str, device: torch.device) -> None:
         self.arch, self.pretrained, self.device = arch, pretrained, device
         self.model, self.preprocess_image, self.tokenizer = load_openclip(arch, pretrained, str(device))
         self.dim = int(self.model.visual.output_dim)
+
+    def example_input(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self._onnx is not None:
+            return torch.from_numpy(self._onnx.run(inputs.numpy()))
+        return getattr(self.model, self.tower_method)(inputs.to(self.device), normalize=True).float()
+
+    def use_onnx(self) -> bool:
+        if self.device.type != "cpu":
+            return False
+        tower = _Tower(self.model, self.tower_method)
+        self._onnx = OnnxGraph(
+            self.kind,
+            weights_digest(self.model),
+            lambda: tower.eval(),
+            [self.example_input()],
+            ["input"],
+            config=self.spec(),
+        )
+        return True
+
+    @property
+    def inference(self) -> str:
+        return "onnx" if self._onnx is not None else "torch"
+
+    def to(self, device: torch.device) -> Encoder:
+        # The model is shared (load_openclip's cache, keyed by device) and stays where it was loaded.
+        if device.type != "cpu":
+            self._onnx = None  # torch is the path on CUDA
+        return self
 
     def spec(self) -> dict[str, Any]:
         return {"type": self.kind, "arch": self.arch, "pretrained": self.pretrained}
@@ -75,6 +129,12 @@ class _OpenCLIPEncoder(Encoder):
 class OpenCLIPImageEncoder(_OpenCLIPEncoder):
     modality = Modality.IMAGE
     default_batch_size = 32
+    tower_method = "encode_image"
+
+    def example_input(self) -> torch.Tensor:
+        size = self.model.visual.image_size
+        height, width = (size, size) if isinstance(size, int) else size
+        return torch.zeros(2, 3, height, width)
 
     def preprocess(self, image: Any) -> torch.Tensor:
         return self.preprocess_image(image)
@@ -83,7 +143,7 @@ class OpenCLIPImageEncoder(_OpenCLIPEncoder):
         return self.preprocess(decode_image(content))
 
     def encode(self, batch: list[torch.Tensor]) -> torch.Tensor:
-        return self.model.encode_image(torch.stack(batch).to(self.device), normalize=True).float()
+        return self.forward(torch.stack(batch))
 
 
 @register("openclip_text")
@@ -91,6 +151,10 @@ class OpenCLIPTextEncoder(_OpenCLIPEncoder):
     modality = Modality.TEXT
     sort_by_length = True
     default_batch_size = 128
+    tower_method = "encode_text"
+
+    def example_input(self) -> torch.Tensor:
+        return self.tokenizer(["an example sentence", "and a second one"])
 
     def prepare(self, content: Any) -> str:
         return decode_text(content)
@@ -99,5 +163,4 @@ class OpenCLIPTextEncoder(_OpenCLIPEncoder):
         return len(prepared)
 
     def encode(self, batch: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(batch).to(self.device)
-        return self.model.encode_text(tokens, normalize=True).float()
+        return self.forward(self.tokenizer(batch))
