@@ -79,6 +79,15 @@ def _onnxruntime() -> Any | None:
     return onnxruntime
 
 
+def preload() -> None:
+    """Import onnxruntime now, as a server starts, not inside its first request.
+
+    Its import checks the platform (it reads /etc/os-release); done at start-up, that read
+    is not charged to a request, and the first query does not pay the import.
+    """
+    _onnxruntime()
+
+
 def resolve(inference: str | None, device: torch.device) -> str:
     """ "onnx" or "torch" for a space on `device`: the argument, else $TESSERA_INFERENCE, else by device."""
     chosen = (inference or os.environ.get(INFERENCE_ENV) or "auto").strip().lower()
@@ -246,6 +255,7 @@ __all__ = [
     "OnnxGraph",
     "cache_dir",
     "intra_op_threads",
+    "preload",
     "resolve",
     "usable_cores",
     "weights_digest",

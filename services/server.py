@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from tessera.embedder import inference
 from tessera.index.diskspace import is_disk_full
 from tessera.v1 import tessera_pb2 as pb
 from tessera.v1 import tessera_pb2_grpc as pb_grpc
@@ -245,6 +246,7 @@ def serve(options: ServeOptions) -> None:
     from .logs import configure
 
     configure()
+    inference.preload()  # before the audit: a library's own start-up reads are not a request's
     audit.install_from_env(options.data_dir)  # test-only: TESSERA_AUDIT_OPENS (tests/test_hostile.py)
     keys = KeyStore(options.api_keys_file) if options.api_keys_file else KeyStore(keys=load_keys(None))
 
