@@ -27,6 +27,7 @@ def describe(c: Corpus) -> dict[str, Any]:
     deferred = c.snapshots.deferred
     return {
         "name": c.name,
+        "backend": "local",
         "space": c.space_id,
         "modality": c.modality.value,
         "similarity": c.similarity.value,

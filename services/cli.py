@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -129,6 +130,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 max_message_bytes=args.max_message_mb << 20,
             ),
             min_free_bytes=int(args.min_free_mb * (1 << 20)),
+            milvus_uri=args.milvus_uri,
+            milvus_token=args.milvus_token,
             max_concurrent_rpcs=args.max_concurrent_rpcs,
             allow_space_paths=args.allow_space_paths,
         )
@@ -162,6 +165,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
                 nprobe=args.nprobe,
                 ef_search=args.ef_search,
                 ef_construction=args.ef_construction,
+                backend=args.backend,
             )
             _print_corpora([info])
         elif args.action == "list":
@@ -488,6 +492,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse upserts, new corpora and snapshots while the data directory has less than this many MiB free "
         "(default: %(default)s, refuse only when a write fails for lack of space)",
     )
+    scale = serve.add_argument_group("scaling out (README, 'Scaling out')")
+    scale.add_argument(
+        "--milvus-uri",
+        help="also serve the corpora of this Milvus server (e.g. http://127.0.0.1:19530), which every replica "
+        "pointed at it shares; new corpora go there unless created with backend local",
+    )
+    scale.add_argument(
+        "--milvus-token",
+        default=os.environ.get("TESSERA_MILVUS_TOKEN"),
+        help="Milvus credentials, 'user:password' or an API key (default: $TESSERA_MILVUS_TOKEN, which keeps "
+        "them out of the process list)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     corpus = sub.add_parser(
@@ -509,6 +525,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--ef-search", type=int, help="default HNSW beam width per query")
     create.add_argument(
         "--ef-construction", type=int, help="HNSW beam width while building the graph (FAISS's default: 40)"
+    )
+    create.add_argument(
+        "--backend",
+        choices=("local", "milvus"),
+        help="local: FAISS on the server's data directory; milvus: the server's Milvus (--milvus-uri), shared by "
+        "replicas (default: milvus when the server has one, else local)",
     )
     for action, text in (("list", "list corpora"), ("describe", "describe one corpus"), ("drop", "drop a corpus")):
         p = corpus_sub.add_parser(action, help=text, description=text.capitalize() + ".")

@@ -378,15 +378,18 @@ class Client(_Options):
         nprobe: int | None = None,
         ef_search: int | None = None,
         ef_construction: int | None = None,
+        backend: str | None = None,
     ) -> dict[str, Any]:
         """Create an empty corpus of one modality in one space; returns its description.
 
         `index` is a FAISS index factory string ("Flat", "HNSW32", "IVF1024,PQ32", ...) or "auto"
         (exact search while small, then an index chosen by size). `nprobe` and `ef_search` are
         the default search knobs for IVF and HNSW; `ef_construction` sets HNSW's build beam.
+        `backend` is "local" (FAISS on the server's data directory) or "milvus" (a collection in the
+        server's Milvus, shared by every replica); None takes milvus when the server has one.
         Raises `AlreadyExists` if the name is taken, `NotFound` for an unknown space.
         """
-        request = msg.create_request(name, space, modality, index, nprobe, ef_search, ef_construction)
+        request = msg.create_request(name, space, modality, index, nprobe, ef_search, ef_construction, backend)
         return msg.corpus_dict(self._call("CreateCorpus", request).corpus)
 
     def list_corpora(self) -> list[dict[str, Any]]:
@@ -626,9 +629,10 @@ class AsyncClient(_Options):
         nprobe: int | None = None,
         ef_search: int | None = None,
         ef_construction: int | None = None,
+        backend: str | None = None,
     ) -> dict[str, Any]:
         """See `Client.create_corpus`."""
-        request = msg.create_request(name, space, modality, index, nprobe, ef_search, ef_construction)
+        request = msg.create_request(name, space, modality, index, nprobe, ef_search, ef_construction, backend)
         return msg.corpus_dict((await self._call("CreateCorpus", request)).corpus)
 
     async def list_corpora(self) -> list[dict[str, Any]]:

@@ -24,6 +24,8 @@ from tessera.index.config import IndexConfig
 from tessera.index.corpus import Corpus
 from tessera.index.fusion import Fusion
 from tessera.index.items import Item
+from tessera.index.milvus_corpus import MilvusCorpus
+from tessera.index.milvus_store import MilvusStore
 from tessera.index.routing import Query, QueryPart, RoutedResult, Router
 
 from .batching import MicroBatcher
@@ -79,9 +81,11 @@ class Engine:
         on_batch: Any = None,
         allow_space_paths: bool = True,
         min_free_bytes: int = 0,
+        milvus: MilvusStore | None = None,
     ) -> None:
         # Below min_free_bytes free on the data directory, upserts are refused (RESOURCE_EXHAUSTED).
-        self.catalog = Catalog(data_dir, min_free_bytes=min_free_bytes)
+        # With `milvus`, the corpora of that Milvus server are served beside the local ones (Catalog).
+        self.catalog = Catalog(data_dir, min_free_bytes=min_free_bytes, milvus=milvus)
         # A network-facing server turns this off: a client must not make it read files of its choosing.
         self.allow_space_paths = allow_space_paths
         self.spaces_dir = Path(data_dir) / "spaces"  # saved spaces, loaded by name
@@ -194,14 +198,26 @@ class Engine:
 
     # ---- corpora -------------------------------------------------------------------------
     def create_corpus(
-        self, name: str, space_name: str, modality: Modality | str, index: IndexConfig | Mapping[str, Any] | None = None
-    ) -> Corpus:
+        self,
+        name: str,
+        space_name: str,
+        modality: Modality | str,
+        index: IndexConfig | Mapping[str, Any] | None = None,
+        backend: str | None = None,
+    ) -> Corpus | MilvusCorpus:
+        """A new corpus; `backend` "local" or "milvus" (None: milvus when the engine has a Milvus server)."""
         space = self.space(space_name)
         modality = Modality.parse(modality)
         if modality is not Modality.VECTOR:
             space.encoder(modality)
         return self.catalog.create(
-            name, space=space.id, modality=modality, dim=space.dim, similarity=space.similarity, index=index
+            name,
+            space=space.id,
+            modality=modality,
+            dim=space.dim,
+            similarity=space.similarity,
+            index=index,
+            backend=backend,
         )
 
     def corpus(self, name: str) -> Corpus:

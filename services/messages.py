@@ -237,6 +237,7 @@ def corpus_dict(info: pb.CorpusInfo) -> dict[str, Any]:
         "similarity": info.similarity,
         "index_state": info.index_state,
         "index_note": info.index_note,
+        "backend": info.backend,  # "local" or "milvus"
         "damaged": info.damaged,  # its files are damaged: it is listed, and every other call answers DATA_LOSS
         "damage": info.damage,
     }
@@ -275,9 +276,11 @@ def create_request(
     nprobe: int | None,
     ef_search: int | None,
     ef_construction: int | None = None,
+    backend: str | None = None,
 ) -> pb.CreateCorpusRequest:
     return pb.CreateCorpusRequest(
         name=name,
+        backend=backend or "",
         space=space,
         modality=MODALITY_TO_PB[_modality(modality, "modality")],
         index=pb.IndexConfig(

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from tessera.embedder import inference
 from tessera.index.diskspace import is_disk_full
+from tessera.index.milvus_store import MilvusStore
 from tessera.v1 import tessera_pb2 as pb
 from tessera.v1 import tessera_pb2_grpc as pb_grpc
 
@@ -221,6 +222,8 @@ class ServeOptions:
     grace_s: float = 10.0
     min_free_bytes: int = 0  # --min-free-mb: refuse upserts below this much free space on the data directory
     http_port: int | None = None  # --http-port: HTTP/JSON API and web console on this port (tessera.http)
+    milvus_uri: str | None = None  # --milvus-uri: serve that Milvus server's corpora too (index/milvus_store.py)
+    milvus_token: str | None = None
 
 
 async def start_http_for(running: RunningServer, options: ServeOptions, keys: KeyStore, metrics: Metrics) -> Any:
@@ -263,6 +266,7 @@ def serve(options: ServeOptions) -> None:
             limits=options.limits,
             allow_space_paths=options.allow_space_paths,
             min_free_bytes=options.min_free_bytes,
+            milvus=MilvusStore(options.milvus_uri, options.milvus_token) if options.milvus_uri else None,
         )
         metrics.track_disk(engine.catalog.guard)
         metrics.track_damage(engine.catalog)
@@ -276,7 +280,8 @@ def serve(options: ServeOptions) -> None:
             max_message_bytes=options.max_message_bytes,
             max_concurrent_rpcs=options.max_concurrent_rpcs,
         )
-        print(f"tessera serving on {options.host}:{running.port} (data: {options.data_dir})", flush=True)
+        milvus = f", milvus: {options.milvus_uri}" if options.milvus_uri else ""
+        print(f"tessera serving on {options.host}:{running.port} (data: {options.data_dir}{milvus})", flush=True)
         if options.http_port is not None:
             running.http = await start_http_for(running, options, keys, metrics)
             print(f"tessera http on {options.host}:{running.http.port} (console: {running.http.url}/)", flush=True)

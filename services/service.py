@@ -26,6 +26,7 @@ from tessera.index.corpus import CorpusError
 from tessera.index.dirlock import DataDirLockedError
 from tessera.index.diskspace import DiskFullError, DiskGuard, is_disk_full
 from tessera.index.integrity import CorpusDamagedError
+from tessera.index.milvus_store import MilvusUnavailableError
 from tessera.v1 import tessera_pb2 as pb
 
 from .convert import content_from_pb, hit_to_pb
@@ -84,6 +85,8 @@ def _status_of(exc: BaseException) -> tuple[str, str]:
         return "DATA_LOSS", str(exc)
     if isinstance(exc, (CorpusError, DataDirLockedError, WeightsUnavailableError)):
         return "FAILED_PRECONDITION", str(exc)
+    if isinstance(exc, MilvusUnavailableError):  # the store behind a milvus corpus; retrying may work
+        return "UNAVAILABLE", str(exc)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "DEADLINE_EXCEEDED", "the request's deadline passed before it finished"
     if isinstance(exc, (ValueError, TypeError, json.JSONDecodeError)):
@@ -169,6 +172,7 @@ class Service:
             index_state=info["index"]["state"],
             index_note=info["index"]["note"],
             similarity=info["similarity"],
+            backend=info["backend"],
         )
 
     async def CreateCorpus(self, request: pb.CreateCorpusRequest) -> pb.CreateCorpusResponse:
@@ -180,7 +184,8 @@ class Service:
         if request.index.ef_construction:
             index["ef_construction"] = request.index.ef_construction
         modality = modality_from_pb(request.modality)
-        await asyncio.to_thread(self.engine.create_corpus, request.name, request.space, modality, index)
+        backend = request.backend or None
+        await asyncio.to_thread(self.engine.create_corpus, request.name, request.space, modality, index, backend)
         return pb.CreateCorpusResponse(corpus=await asyncio.to_thread(self._corpus_info, request.name))
 
     async def ListCorpora(self, request: pb.ListCorporaRequest) -> pb.ListCorporaResponse:

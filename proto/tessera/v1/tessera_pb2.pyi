@@ -125,19 +125,21 @@ class IndexConfig(_message.Message):
     def __init__(self, factory: _Optional[str] = ..., nprobe: _Optional[int] = ..., ef_search: _Optional[int] = ..., disable_gpu: _Optional[bool] = ..., ef_construction: _Optional[int] = ...) -> None: ...
 
 class CreateCorpusRequest(_message.Message):
-    __slots__ = ("name", "space", "modality", "index")
+    __slots__ = ("name", "space", "modality", "index", "backend")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
     name: str
     space: str
     modality: Modality
     index: IndexConfig
-    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., modality: _Optional[_Union[Modality, str]] = ..., index: _Optional[_Union[IndexConfig, _Mapping]] = ...) -> None: ...
+    backend: str
+    def __init__(self, name: _Optional[str] = ..., space: _Optional[str] = ..., modality: _Optional[_Union[Modality, str]] = ..., index: _Optional[_Union[IndexConfig, _Mapping]] = ..., backend: _Optional[str] = ...) -> None: ...
 
 class CorpusInfo(_message.Message):
-    __slots__ = ("name", "space_id", "modality", "dim", "count", "index_factory", "index_searching", "bytes_on_disk", "on_gpu", "tombstones", "similarity", "index_state", "index_note", "damaged", "damage")
+    __slots__ = ("name", "space_id", "modality", "dim", "count", "index_factory", "index_searching", "bytes_on_disk", "on_gpu", "tombstones", "similarity", "index_state", "index_note", "backend", "damaged", "damage")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPACE_ID_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +153,7 @@ class CorpusInfo(_message.Message):
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     INDEX_STATE_FIELD_NUMBER: _ClassVar[int]
     INDEX_NOTE_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
     DAMAGED_FIELD_NUMBER: _ClassVar[int]
     DAMAGE_FIELD_NUMBER: _ClassVar[int]
     name: str
@@ -166,9 +169,10 @@ class CorpusInfo(_message.Message):
     similarity: str
     index_state: str
     index_note: str
+    backend: str
     damaged: bool
     damage: str
-    def __init__(self, name: _Optional[str] = ..., space_id: _Optional[str] = ..., modality: _Optional[_Union[Modality, str]] = ..., dim: _Optional[int] = ..., count: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_searching: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., on_gpu: _Optional[bool] = ..., tombstones: _Optional[int] = ..., similarity: _Optional[str] = ..., index_state: _Optional[str] = ..., index_note: _Optional[str] = ..., damaged: _Optional[bool] = ..., damage: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., space_id: _Optional[str] = ..., modality: _Optional[_Union[Modality, str]] = ..., dim: _Optional[int] = ..., count: _Optional[int] = ..., index_factory: _Optional[str] = ..., index_searching: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., on_gpu: _Optional[bool] = ..., tombstones: _Optional[int] = ..., similarity: _Optional[str] = ..., index_state: _Optional[str] = ..., index_note: _Optional[str] = ..., backend: _Optional[str] = ..., damaged: _Optional[bool] = ..., damage: _Optional[str] = ...) -> None: ...
 
 class CreateCorpusResponse(_message.Message):
     __slots__ = ("corpus",)
