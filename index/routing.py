@@ -147,7 +147,7 @@ class Router:
             chosen = []
             for named in query.corpora:
                 # CorpusNotFoundError for unknown names; the engine passes corpora it has resolved already.
-                corpus = named if isinstance(named, Corpus) else self.catalog.get(named)
+                corpus = self.catalog.get(named) if isinstance(named, str) else named
                 if corpus.space_id != query.space:
                     skipped.append(
                         {"corpus": corpus.name, "reason": f"in space {corpus.space_id}, query is {query.space}"}
