@@ -51,6 +51,12 @@ PAYLOAD_FIELDS = ["metadata", "text", "uri"]
 COUNT_TTL_S = 2.0
 
 
+def ids_expression(ids: Sequence[str]) -> str:
+    """`id in [...]` with each id a JSON string literal. Not pymilvus's `get(ids=)`/`delete(ids=)`: they
+    wrap ids in single quotes unescaped, so an id holding `'] or id != '` would select every row."""
+    return f"id in [{', '.join(json.dumps(i, ensure_ascii=False) for i in ids)}]"
+
+
 class MilvusCorpus:
     def __init__(self, store: MilvusStore, manifest: dict[str, Any]) -> None:
         self.store = store
@@ -178,7 +184,9 @@ class MilvusCorpus:
         found = [row["id"] for row in self._by_ids(targets, ["id"])]
         if found:
             self._counted = None
-            self._call("delete by ids", "delete", collection_name=self.collection, ids=found)
+            for start in range(0, len(found), ID_BATCH):
+                expression = ids_expression(found[start : start + ID_BATCH])
+                self._call("delete by ids", "delete", collection_name=self.collection, filter=expression)
         return WriteResult(len(found), 0)
 
     # ---- reads ---------------------------------------------------------------------------
@@ -211,7 +219,10 @@ class MilvusCorpus:
         for start in range(0, len(ids), ID_BATCH):
             chunk = list(ids[start : start + ID_BATCH])
             if chunk:
-                out.extend(self._call("get", "get", collection_name=self.collection, ids=chunk, output_fields=fields))
+                expression = ids_expression(chunk)
+                out.extend(
+                    self._call("get", "query", collection_name=self.collection, filter=expression, output_fields=fields)
+                )
         return out
 
     def get(self, ids: Sequence[str], *, with_vectors: bool = True, with_data: bool = True) -> list[Item]:

@@ -186,6 +186,20 @@ def test_get_upsert_and_delete_by_ids_and_filter(catalog: Catalog, backend: str)
     assert len(corpus) == N - 2 - len(jazz)  # refused batches wrote nothing
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ids_shaped_like_expressions_are_only_ids(catalog: Catalog, backend: str) -> None:
+    corpus = make(catalog, backend)
+    odd = ['it\'s "quoted" \\ back', "x'] or id != '", 'y"] or id != "', "ünï ☃"]
+    vectors = unit(np.random.default_rng(3).standard_normal((len(odd), DIM)))
+    corpus.upsert([Item(id=i, vector=v) for i, v in zip(odd, vectors, strict=True)])
+    assert [i.id for i in corpus.get(odd)] == odd
+    assert corpus.search(vectors[1], k=1)[0][0].id == odd[1]
+    # Deleting ids that look like expressions deletes those ids, nothing else.
+    assert corpus.delete(ids=["nope'] or id != '", 'nope"] or id != "']).count == 0
+    assert corpus.delete(ids=odd[1:3]).count == 2
+    assert len(corpus) == N + 2 and [i.id for i in corpus.get(odd)] == [odd[0], odd[3]]
+
+
 def test_milvus_index_specs_map_or_are_refused_by_name(catalog: Catalog) -> None:
     for spec, milvus_type in (("HNSW16", "HNSW"), ("IVF8,Flat", "IVF_FLAT"), ("Flat", "FLAT")):
         corpus = make(catalog, "milvus", f"c-{milvus_type.lower()}", index=spec)
