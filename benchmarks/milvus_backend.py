@@ -40,7 +40,7 @@ from benchmarks.service_bench import run_clients
 from tessera.client import Client
 from tessera.index.catalog import Catalog
 from tessera.index.exact import exact_topk
-from tessera.index.milvus_store import MilvusStore, collection_name
+from tessera.index.milvus_store import GRPC_OPTIONS, MilvusStore, collection_name
 
 RESULTS = Path(__file__).resolve().parent / "results" / "milvus_backend.json"
 K = 10
@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100_000, help="vectors indexed (default: %(default)s)")
     parser.add_argument("--queries", type=int, default=1_000, help="held-out queries (default: %(default)s)")
     parser.add_argument("--data", choices=("synthetic", "minilm"), default="synthetic")
+    parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help="search rounds; the median counts (default: %(default)s)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     from pymilvus import MilvusClient
@@ -144,12 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         "queries": len(xq),
         "index": f"HNSW M={M} efConstruction={EF_CONSTRUCTION}, ef {EF_SEARCH} at search, metric IP",
         "milvus": "milvus-lite server (milvus-lite 3.x: a pure-Python engine over FAISS) on 127.0.0.1",
-        "qps_is": f"one vector query per call, top {K}, median of {ROUNDS} rounds, each system in turn",
+        "qps_is": f"one vector query per call, top {K}, median of {args.rounds} rounds, each system in turn",
     }
     with tempfile.TemporaryDirectory(prefix="milvus-backend-") as tmp_name:
         tmp = Path(tmp_name)
         with MilvusLiteServer(tmp / "milvus") as milvus:
-            raw = MilvusClient(uri=milvus.uri)
+            # The connection settings Tessera uses (milvus-lite server refuses pymilvus's default idle pings).
+            raw = MilvusClient(uri=milvus.uri, dedicated=True, grpc_options=GRPC_OPTIONS)
             from importlib.metadata import version
 
             out["versions"] = {"pymilvus": version("pymilvus"), "milvus-lite": version("milvus-lite")}
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                         name: {"recall_at_10": recall([call(q) for q in xq], truth)} for name, call in systems.items()
                     }
                     runs: dict[str, dict[int, list[dict[str, float]]]] = {n: {c: [] for c in CLIENTS} for n in systems}
-                    for round_ in range(ROUNDS):
+                    for round_ in range(args.rounds):
                         for clients in CLIENTS:
                             for name, call in systems.items():
                                 runs[name][clients].append(run_clients(call, list(xq), clients))

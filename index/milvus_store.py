@@ -32,6 +32,11 @@ MAX_COLLECTION_NAME = 255
 MANIFEST_PROPERTY = "tessera.manifest"
 LIST_FIELDS_PROPERTY = "tessera.list_fields"
 MAX_VARCHAR_BYTES = 65_535  # Milvus's ceiling on a VARCHAR field
+# pymilvus pings an idle connection every 10 s. Milvus's own server permits that; `milvus-lite server`
+# (a grpc-python server with gRPC's default policy) answers a GOAWAY "too_many_pings" after a minute or
+# two idle, and pymilvus's recovery then fails. Pinging every 5 minutes is what gRPC servers permit by
+# default, and still finds a dead connection long before a load balancer's idle timeout would.
+GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_timeout_ms": 20_000}
 _ESCAPES = {"_": "__", "-": "_h", ".": "_d"}
 _UNESCAPES = {v[1]: k for k, v in _ESCAPES.items()}
 
@@ -80,7 +85,10 @@ class MilvusStore:
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
         try:
-            self.client = MilvusClient(uri=uri, token=token or "", timeout=timeout_s)
+            # dedicated: a connection of its own, not the one pymilvus would share with the process's other clients.
+            self.client = MilvusClient(
+                uri=uri, token=token or "", timeout=timeout_s, dedicated=True, grpc_options=GRPC_OPTIONS
+            )
         except Exception as exc:  # pymilvus raises its own MilvusException, or grpc's errors, on a refused connect
             raise MilvusUnavailableError(f"cannot reach Milvus at {quote(uri)}: {exc}") from exc
 

@@ -714,7 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except grpc.RpcError as exc:
         print(f"tessera {args.command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError, ConnectionError) as exc:  # ConnectionError: --milvus-uri
         print(f"tessera {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

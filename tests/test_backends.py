@@ -237,6 +237,25 @@ def test_one_name_is_one_corpus_across_backends_and_replicas_see_each_other(
         assert replica.names() == []
 
 
+@pytest.mark.parametrize("similarity", ["mip", "gram"])
+def test_composite_queries_rank_alike_on_both_backends(catalog: Catalog, tmp_path: Path, similarity: str) -> None:
+    """Symile's MIP is one inner-product search of the parts' product; GRAM re-ranks candidates by volume
+    with the vectors Milvus returns. Both give the local backend's ids, order and scores."""
+    items = records(200, seed=9)
+    catalog.create(
+        "m", space=f"{similarity}@1", modality="text", dim=DIM, similarity=similarity, backend="milvus"
+    ).upsert(items)
+    rng = np.random.default_rng(4)
+    with Catalog(tmp_path / "local-only") as local:
+        local.create("m", space=f"{similarity}@1", modality="text", dim=DIM, similarity=similarity).upsert(items)
+        for _ in range(5):
+            a, b = unit(rng.standard_normal(DIM)), unit(rng.standard_normal(DIM))
+            query = Query(parts=[QueryPart("audio", a), QueryPart("image", b)], space=f"{similarity}@1", top_k=10)
+            over_milvus, alone = Router(catalog).search(query).hits, Router(local).search(query).hits
+            assert [h.id for h in over_milvus] == [h.id for h in alone]
+            np.testing.assert_allclose([h.raw_score for h in over_milvus], [h.raw_score for h in alone], atol=1e-5)
+
+
 def test_routing_with_calibrated_fusion_across_a_local_and_a_milvus_corpus(catalog: Catalog, tmp_path: Path) -> None:
     """The modality-gap fixture of test_routing.py, texts local and images in Milvus, against the same all local."""
     rng = np.random.default_rng(0)

@@ -138,6 +138,28 @@ def test_service_bench_text_search_small_run_compares_with_the_hand_written_loop
     assert text["commit"] and text["measured_at"]
 
 
+def test_milvus_backend_small_run_compares_tessera_over_milvus_with_raw_pymilvus(tmp_path: Path) -> None:
+    out = tmp_path / "milvus_backend.json"
+    cmd = [sys.executable, "-m", "benchmarks.milvus_backend", "--n", "2000", "--queries", "30", "--rounds", "1"]
+    result = subprocess.run([*cmd, "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["n"] == 2000 and data["queries"] == 30 and data["commit"] and data["measured_at"]
+    for name in ("raw", "tessera-grpc", "tessera-inprocess", "local-grpc"):
+        row = data["systems"][name]
+        assert row["recall_at_10"] >= 0.9 and row["qps_1c"] > 0 and row["qps_8c"] > 0, name
+    assert data["ratio"] == data["systems"]["raw"]["qps_1c"] / data["systems"]["tessera-grpc"]["qps_1c"]
+    for side in ("raw", "tessera", "local"):
+        assert data["ingest"][side]["ingest_per_s"] > 0
+
+
+def test_recorded_milvus_backend_results_meet_the_bar() -> None:
+    data = json.loads((REPO / "benchmarks" / "results" / "milvus_backend.json").read_text())
+    assert data["n"] == 100_000 and data["commit"] and data["measured_at"]
+    assert data["overhead_ratio_inprocess_1c"] <= 1.10 and data["overhead_ratio_grpc_1c"] <= 1.10
+    assert data["ingest"]["tessera"]["ingest_per_s"] > 0 and data["ingest"]["local"]["ingest_per_s"] > 0
+
+
 def test_alignment_digits_small_run_trains_and_scores_a_fold(tmp_path: Path) -> None:
     out = tmp_path / "alignment_digits.json"
     cmd = [sys.executable, "-m", "benchmarks.alignment_digits", "--losses", "clip", "--speakers", "theo"]
