@@ -22,7 +22,7 @@ from .diskspace import DiskGuard
 from .errors import CorpusNotFoundError
 from .integrity import MANIFEST, CorpusDamagedError, looks_like_corpus
 from .milvus_corpus import MilvusCorpus
-from .milvus_store import MilvusStore
+from .milvus_store import MilvusStore, MilvusUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -202,14 +202,17 @@ class Catalog:
 
     def _recheck(self, corpus: MilvusCorpus) -> MilvusCorpus | None:
         """The Milvus corpus as Milvus has it now: None if another replica dropped it, a fresh one if it was
-        made again (a new uid: its calibration and settings are its own)."""
+        made again (a new uid: its calibration and settings are its own). One describe call when it is there."""
         assert self.milvus is not None
         name = corpus.name
         self._checked[name] = time.monotonic()
-        if not self.milvus.has(name):
+        try:
+            manifest = self.milvus.manifest(name)
+        except MilvusUnavailableError:
+            if self.milvus.has(name):  # there, so Milvus itself failed: the caller hears about it
+                raise
             del self._open[name]
             return None
-        manifest = self.milvus.manifest(name)
         if manifest.get("uid") != corpus.uid:
             corpus = self._open[name] = MilvusCorpus(self.milvus, manifest)
         return corpus

@@ -45,10 +45,11 @@ UPSERT_BATCH = 1_000
 # Ids per `id in [...]` expression when counting or fetching by id.
 ID_BATCH = 1_000
 PAYLOAD_FIELDS = ["metadata", "text", "uri"]
-# len() is asked on every routed search (calibration refreshes its sample as a corpus grows), and a
-# count is a Milvus query that scans (270 ms at 5,000 rows on milvus-lite): len() answers from the last
-# count and, once that is older than this, counts again in the background, never on the search's path.
-COUNT_TTL_S = 2.0
+# len() is asked on every routed search (calibration refreshes its sample once a corpus has grown by a
+# share of its size), and a count is a Milvus query that scans (270 ms at 5,000 rows on milvus-lite,
+# holding its server meanwhile): len() answers from the last count and, once that is older than this,
+# counts again in the background, never on the search's path. Writes through this replica recount.
+COUNT_TTL_S = 30.0
 
 
 def ids_expression(ids: Sequence[str]) -> str:
