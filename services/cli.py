@@ -146,9 +146,10 @@ def _print_corpora(corpora: list[dict]) -> None:
             print(f"{c['name']:<20} DAMAGED: {c['damage']}")
             continue
         state = "" if c.get("index_state") in ("", "built", "exact", None) else f", {c['index_state']}"
+        where = " in milvus" if c.get("backend") == "milvus" else ""
         print(
             f"{c['name']:<20} {c['modality']:<8} {c['count']:>10,} {c['dim']:>5}  {c['space']:<28} "
-            f"{c['index']} ({c['searching']}{state})"
+            f"{c['index']} ({c['searching']}{state}){where}"
         )
 
 
