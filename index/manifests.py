@@ -30,6 +30,19 @@ def new(
         if not is_exact(config.factory):
             AnnIndex(config.factory, dim)  # fail now, not at the first write, on what FAISS still refuses
     return {
+        **identity(name, space, modality, dim, similarity, config),
+        "snapshot": None,
+        "snapshot_seqno": 0,
+        "built_factory": None,
+    }
+
+
+def identity(
+    name: str, space: str, modality: Modality | str, dim: int, similarity: Similarity | str, config: IndexConfig
+) -> dict[str, Any]:
+    """What every backend's manifest records about a new corpus: its name, a new uid, space, modality,
+    dim, similarity, index settings and when it was made."""
+    return {
         "format": FORMAT,
         "name": name,
         "uid": uuid.uuid4().hex,
@@ -39,9 +52,6 @@ def new(
         "similarity": Similarity.parse(similarity).value,
         "index": config.to_json(),
         "created_at": time.time(),
-        "snapshot": None,
-        "snapshot_seqno": 0,
-        "built_factory": None,
     }
 
 

@@ -90,17 +90,7 @@ class MilvusCorpus:
         similarity: Similarity | str,
         index: Any,
     ) -> MilvusCorpus:
-        manifest = {
-            "format": 1,
-            "backend": BACKEND,
-            "name": name,
-            "uid": uuid.uuid4().hex,
-            "space": space,
-            "modality": Modality.parse(modality).value,
-            "dim": dim,
-            "similarity": Similarity.parse(similarity).value,
-            "index": index.to_json(),
-        }
+        manifest = {**manifests.identity(name, space, modality, dim, similarity, index), "backend": BACKEND}
         chosen = milvus_index(index, dim)  # refuses a spec Milvus has no equivalent of, before anything is made
         store.create(manifest, chosen.index_type, chosen.params)
         return cls(store, {**manifest, "list_fields": []})
