@@ -26,6 +26,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -179,7 +180,14 @@ class OnnxGraph:
         return cache_dir() / "onnx" / f"{self.kind}-{self.key}.onnx"
 
     def _export(self, path: Path) -> None:
-        log.info("exporting the %s forward to ONNX (first use of these weights): %s", self.kind, path)
+        # WARNING, not INFO: a first load pauses for seconds (about 20 s for MiniLM on 2 cores) and a user
+        # with no logging configured would otherwise see a silent hang.
+        log.warning(
+            "first use of these %s weights: exporting them to ONNX Runtime, a one-off pause; cached as %s",
+            self.kind,
+            path,
+        )
+        started = time.perf_counter()
         path.parent.mkdir(parents=True, exist_ok=True)
         module = self._factory()
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
@@ -204,6 +212,7 @@ class OnnxGraph:
             os.replace(tmp, path)  # atomic: a concurrent loader sees the whole graph or none
         finally:
             tmp.unlink(missing_ok=True)
+        log.warning("exported the %s forward to ONNX in %.1f s", self.kind, time.perf_counter() - started)
 
     @property
     def session(self) -> Any:

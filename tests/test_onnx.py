@@ -31,7 +31,7 @@ def digits_pair() -> tuple:
 
 
 def _exports(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("exporting the")]
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("first use of these")]
 
 
 def test_minilm_onnx_matches_torch_on_varied_sentences(digits_pair) -> None:
