@@ -182,6 +182,23 @@ class Filter:
         return self._mask(table)
 
 
+def operators_used(spec: Any) -> set[str]:
+    """The operators a (valid) filter applies, found by walking its structure: a field or a value that
+    happens to be named like an operator does not count."""
+    found: set[str] = set()
+    if not isinstance(spec, Mapping):
+        return found
+    for key, value in spec.items():
+        if key in ("and", "or") and isinstance(value, list):
+            for part in value:
+                found |= operators_used(part)
+        elif key == "not":
+            found |= operators_used(value)
+        elif isinstance(value, Mapping):
+            found.update(op for op in value if op in OPERATORS)
+    return found
+
+
 def compile_filter(spec: Mapping[str, Any] | None) -> Filter | None:
     """None or {} means no filter; anything else must be valid, or FilterError says where it is not."""
     if spec is None or (isinstance(spec, Mapping) and not spec):

@@ -30,7 +30,7 @@ from tessera.embedder.similarity import Similarity
 from . import manifests
 from .corpus import WriteResult
 from .errors import CorpusError, CorpusNotFoundError
-from .filters import compile_filter
+from .filters import compile_filter, operators_used
 from .items import Item, ItemError, payload_table, validate_items
 from .milvus_filters import milvus_expression
 from .milvus_indexes import MilvusIndex, milvus_index
@@ -314,7 +314,7 @@ class MilvusCorpus:
     def _list_fields_for(self, spec: Mapping[str, Any]) -> set[str]:
         """The list fields, read fresh from Milvus when the filter has a range (another replica may have
         written lists since); a filter without one does not need them."""
-        if '"range"' in json.dumps(spec):
+        if "range" in operators_used(spec):
             self.list_fields = self.store.list_fields(self.name)
         return self.list_fields
 

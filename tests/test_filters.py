@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tessera.index.filters import FilterError, compile_filter
+from tessera.index.filters import FilterError, compile_filter, operators_used
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +115,21 @@ def test_deep_nesting_is_refused() -> None:
         spec = {"not": spec}
     with pytest.raises(FilterError, match="deeper than 32"):
         compile_filter(spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "used"),
+    [
+        ({"year": {"range": {"gte": 1990}}}, {"range"}),
+        ({"range": {"eq": "range"}}, {"eq"}),  # a field and a value named like the operator are neither
+        ({"kind": {"in": ["range", "eq"]}}, {"in"}),
+        (
+            {"or": [{"a": {"eq": 1}}, {"not": {"b": {"range": {"lt": 2}}}}], "c": {"exists": True}},
+            {"eq", "range", "exists"},
+        ),
+        ({"and": [{"not": {"a": {"ne": 1}}}]}, {"ne"}),
+    ],
+)
+def test_operators_used_walks_the_structure(spec: dict, used: set[str]) -> None:
+    compile_filter(spec)  # every case is a valid filter
+    assert operators_used(spec) == used
