@@ -372,9 +372,20 @@ def bench_text_search(n: int, n_queries: int, rounds: int = 2) -> dict[str, Any]
 
     out: dict[str, Any] = {"n": n, "queries": n_queries, "query_words": 8, "index": "Flat", "rounds": rounds}
     with tempfile.TemporaryDirectory() as tmp:
-        proc, address = start_server(Path(tmp))
+        metrics_port = free_port()
+        proc, address = start_server(Path(tmp), "--metrics-port", str(metrics_port))
         try:
             with Client(address, timeout=300) as client:
+
+                def served_by(threads: int) -> dict[str, float]:
+                    """QPS and latency at `threads` clients, and the model batches the server formed meanwhile."""
+                    items0, batches0 = batch_totals(metrics_port)
+                    stats = run_clients(lambda q: client.search(q, corpora=["text"], top_k=10), queries, threads)
+                    items1, batches1 = batch_totals(metrics_port)
+                    if batches1 > batches0:
+                        stats["mean_batch_size"] = (items1 - items0) / (batches1 - batches0)
+                    return stats
+
                 client.create_corpus("text", space=SPACE, modality="text", index="Flat")
                 items = ({"id": str(i), "vector": xb[i], "text": s} for i, s in enumerate(corpus))
                 client.upsert("text", items, batch_size=500)
@@ -388,9 +399,7 @@ def bench_text_search(n: int, n_queries: int, rounds: int = 2) -> dict[str, Any]
                 for _ in tqdm(range(rounds), desc="text search rounds"):
                     runs = {"loop": lambda: run_clients(by_hand, queries, 1)}
                     for threads in TEXT_CONCURRENCY:
-                        runs[f"grpc_c{threads}"] = lambda threads=threads: run_clients(
-                            lambda q: client.search(q, corpora=["text"], top_k=10), queries, threads
-                        )
+                        runs[f"grpc_c{threads}"] = lambda threads=threads: served_by(threads)
                     for name, measure in runs.items():
                         stats = measure()
                         if name not in best or stats["qps"] > best[name]["qps"]:

@@ -135,6 +135,9 @@ def test_service_bench_text_search_small_run_compares_with_the_hand_written_loop
     for clients in (1, 16):
         assert text[f"grpc_c{clients}_qps"] > 0
         assert text[f"ratio_c{clients}"] == text[f"grpc_c{clients}_qps"] / text["loop_qps"]
+        # Every search embeds its one text through the micro-batcher: at least one text per model batch.
+        assert text[f"grpc_c{clients}_mean_batch_size"] >= 1.0
+    assert text["grpc_c1_mean_batch_size"] == 1.0  # one client never has a second call to merge
     assert text["commit"] and text["measured_at"]
 
 
