@@ -488,7 +488,71 @@ def markdown(results: dict[str, Any]) -> str:
             )
         summary = dataset["summary"]
         lines += ["", f"Summary: `{json.dumps(summary)}`", ""]
-    return "\n".join(lines)
+    return "\n".join([*lines, *headline_tables(results["datasets"])])
+
+
+def _ratio(value: float | None) -> str:
+    return "–" if value is None else f"**{value:.2f}×**"
+
+
+def headline_tables(datasets: list[dict[str, Any]]) -> list[str]:
+    """The comparisons the README leads with: in-process against the best peer and raw FAISS, then
+    over gRPC against Milvus's C++ engine (Milvus Lite 2.5.1) like for like, then against the rest."""
+    lines = [
+        "In-process, QPS at recall@10 ≥ 0.95, one client:",
+        "",
+        "| dataset | Tessera in-process | best peer | Tessera / best peer | raw FAISS | Tessera / raw FAISS |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for dataset in datasets:
+        s, rows = dataset["summary"], {r["system"]: r for r in dataset["systems"] if r["status"] == "ok"}
+        faiss_qps = rows.get("faiss", {}).get("qps_at_recall_95")
+        ours = s.get("tessera_qps_at_recall_95")
+        lines.append(
+            f"| {dataset['dataset']} | {_num(ours)} | {s.get('best_peer') or '–'} "
+            f"{_num(s.get('best_peer_qps_at_recall_95'))} | {_ratio(s.get('ratio'))} | {_num(faiss_qps)} "
+            f"| {_ratio(ours / faiss_qps if ours and faiss_qps else None)} |"
+        )
+    lines += [
+        "",
+        "Over a server, against Milvus's C++ engine (Milvus Lite 2.5.1) at equal recall@10: Tessera's curve point "
+        "with at least Milvus's recall at its operating point (1 client); each at its own operating point (8 clients):",
+        "",
+        "| dataset | index (Tessera / Milvus Lite 2.5.1) | Milvus recall@10 | Tessera recall@10 "
+        "| QPS 1 client, Tessera / Milvus | ratio | QPS 8 clients, Tessera / Milvus | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    names = {"ivf": "`IVF<nlist>,Flat` / `IVF_FLAT`", "flat": "exact / `FLAT`"}
+    for dataset in datasets:
+        for kind, name in names.items():
+            v = dataset["summary"].get(f"{kind}_vs_milvus_lite_2.5.1")
+            if not v:
+                continue
+            lines.append(
+                f"| {dataset['dataset']} | {name} ({v.get('tessera_knob_1c', '–')} / {v['milvus_knob']}) "
+                f"| {v['milvus_recall_at_10']:.3f} | {_num(v.get('tessera_recall_at_10_1c'), 3)} "
+                f"| {_num(v.get('tessera_qps_1c'))} / {_num(v.get('milvus_qps_1c'))} | {_ratio(v.get('ratio_1c'))} "
+                f"| {_num(v.get('tessera_qps_8c'))} / {_num(v.get('milvus_qps_8c'))} | {_ratio(v.get('ratio_8c'))} |"
+            )
+    lines += [
+        "",
+        "Over a server with HNSW, QPS at recall@10 ≥ 0.95, one client (Milvus Lite 3.x is a pure-Python engine "
+        "over FAISS, Qdrant local a numpy scan):",
+        "",
+        "| dataset | Tessera over gRPC | Milvus Lite 3.x | gRPC / Milvus Lite 3.x | Qdrant local "
+        "| gRPC / Qdrant local |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for dataset in datasets:
+        s, rows = dataset["summary"], {r["system"]: r for r in dataset["systems"] if r["status"] == "ok"}
+        lines.append(
+            f"| {dataset['dataset']} | {_num(s.get('tessera_grpc_qps_at_recall_95'))} "
+            f"| {_num(rows.get('milvus-lite', {}).get('qps_at_recall_95'))} "
+            f"| {_ratio(s.get('grpc_ratio_vs_milvus-lite'))} "
+            f"| {_num(rows.get('qdrant-local', {}).get('qps_at_recall_95'))} "
+            f"| {_ratio(s.get('grpc_ratio_vs_qdrant-local'))} |"
+        )
+    return lines
 
 
 def machine() -> dict[str, Any]:
