@@ -46,6 +46,9 @@ RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 K = 10
 RECALL_BAR = 0.95
+# "Equal recall" allows this much less: exact search over real sentences scores 0.9999, not 1.0, against
+# ground truth from the same vectors (near-duplicate sentences tie, and normalising the query reorders ties).
+RECALL_TIE = 0.001
 N_QUERIES = 1000
 CLIENTS = 8
 PASSES = 3
@@ -176,7 +179,8 @@ def concurrent_point(system: Any, xq: np.ndarray, clients: int, max_seconds: flo
 def operating_point(curve: list[dict[str, Any]]) -> dict[str, Any]:
     """The fastest point at recall@10 >= the bar; the most accurate one if none reaches it."""
     good = [p for p in curve if p["recall_at_10"] >= RECALL_BAR]
-    return max(good, key=lambda p: p["qps"]) if good else max(curve, key=lambda p: p["recall_at_10"])
+    # Below the bar: the most accurate point, and among equally accurate ones the fastest.
+    return max(good, key=lambda p: p["qps"]) if good else max(curve, key=lambda p: (p["recall_at_10"], p["qps"]))
 
 
 def run_worker(system_name: str, data_dir: Path, out: Path, settings: Settings) -> None:
@@ -324,6 +328,24 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for peer in ("milvus-lite", "milvus-lite-2.5.1-ivf", "qdrant-local"):
         if out["tessera_grpc_qps_at_recall_95"] and qps(peer):
             out[f"grpc_ratio_vs_{peer}"] = out["tessera_grpc_qps_at_recall_95"] / qps(peer)
+    # At the recall bar, each side's fastest configuration over a server: for Milvus Lite 2.5.1 that is FLAT
+    # wherever its IVF_FLAT stays under the bar. 8 clients were measured at those same operating points.
+    ours_best = max((qps(n) or 0.0, n) for n in ("tessera-grpc", "tessera-grpc-ivf", "tessera-grpc-flat"))
+    theirs_best = max((qps(n) or 0.0, n) for n in ("milvus-lite-2.5.1-ivf", "milvus-lite-2.5.1-flat"))
+    if ours_best[0] and theirs_best[0]:
+        ours_row, theirs_row = ok[ours_best[1]], ok[theirs_best[1]]
+        out["at_recall_95_vs_milvus_lite_2.5.1"] = {
+            "tessera": f"{ours_best[1]} {ours_row['knob']}={ours_row['knob_at_op']}",
+            "milvus": f"{theirs_best[1]} {theirs_row['knob']}={theirs_row['knob_at_op']}",
+            "tessera_qps_1c": ours_best[0],
+            "milvus_qps_1c": theirs_best[0],
+            "ratio_1c": ours_best[0] / theirs_best[0],
+            "tessera_qps_8c": ours_row.get("qps_8c"),
+            "milvus_qps_8c": theirs_row.get("qps_8c"),
+            "ratio_8c": ours_row["qps_8c"] / theirs_row["qps_8c"]
+            if ours_row.get("qps_8c") and theirs_row.get("qps_8c")
+            else None,
+        }
     # Like for like with Milvus's C++ engine: the index types its local mode has, both over a server.
     for kind, (ours, theirs) in LIKE_FOR_LIKE.items():
         if ours in ok and theirs in ok:
@@ -340,24 +362,26 @@ LIKE_FOR_LIKE = {
 def like_for_like(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
     """Tessera against Milvus Lite 2.5.1 at equal recall@10, 1 and 8 clients.
 
-    One client: Milvus Lite at its operating point (fastest at recall >= the bar, else its most
-    accurate), Tessera at its fastest curve point with at least that recall. Eight clients were
-    measured at each one's own operating point; Tessera's is at recall >= the bar, so where Milvus
-    Lite stays below it the eight-client ratio gives Tessera the harder recall.
+    One client: Milvus Lite at the recall of its operating point (fastest at recall >= the bar, else
+    its most accurate) and at its fastest curve point with that recall; Tessera at its fastest curve
+    point with at least that recall. Eight clients were measured at each one's own operating point;
+    Tessera's is at recall >= the bar, so where Milvus Lite stays below it the eight-client ratio
+    gives Tessera the harder recall.
     """
     recall = theirs["recall_at_10"]
-    matched = [p for p in ours["curve"] if p["recall_at_10"] >= recall]
-    out: dict[str, Any] = {"milvus_knob": theirs["knob_at_op"], "milvus_recall_at_10": recall}
+    matched = [p for p in ours["curve"] if p["recall_at_10"] >= recall - RECALL_TIE]
+    theirs_best = max((p for p in theirs["curve"] if p["recall_at_10"] >= recall), key=lambda p: p["qps"])
+    out: dict[str, Any] = {"milvus_knob": theirs_best["knob_value"], "milvus_recall_at_10": recall}
     if matched:
         best = max(matched, key=lambda p: p["qps"])
         out.update(
             tessera_knob_1c=best["knob_value"],
             tessera_recall_at_10_1c=best["recall_at_10"],
             tessera_qps_1c=best["qps"],
-            milvus_qps_1c=theirs["qps_1c"],
-            ratio_1c=best["qps"] / theirs["qps_1c"],
+            milvus_qps_1c=theirs_best["qps"],
+            ratio_1c=best["qps"] / theirs_best["qps"],
         )
-    if ours.get("qps_8c") and theirs.get("qps_8c") and ours["recall_at_10"] >= recall:
+    if ours.get("qps_8c") and theirs.get("qps_8c") and ours["recall_at_10"] >= recall - RECALL_TIE:
         out.update(
             tessera_knob_8c=ours["knob_at_op"],
             tessera_recall_at_10_8c=ours["recall_at_10"],
@@ -515,6 +539,23 @@ def headline_tables(datasets: list[dict[str, Any]]) -> list[str]:
         )
     lines += [
         "",
+        "Over a server, against Milvus's C++ engine at recall@10 ≥ 0.95: each side's fastest configuration "
+        "(any index it has) at that recall; 8 clients at the same operating points:",
+        "",
+        "| dataset | Tessera over gRPC | Milvus Lite 2.5.1 | QPS 1 client, Tessera / Milvus | ratio "
+        "| QPS 8 clients, Tessera / Milvus | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for dataset in datasets:
+        v = dataset["summary"].get("at_recall_95_vs_milvus_lite_2.5.1")
+        if v:
+            lines.append(
+                f"| {dataset['dataset']} | {v['tessera']} | {v['milvus']} "
+                f"| {_num(v['tessera_qps_1c'])} / {_num(v['milvus_qps_1c'])} | {_ratio(v['ratio_1c'])} "
+                f"| {_num(v['tessera_qps_8c'])} / {_num(v['milvus_qps_8c'])} | {_ratio(v['ratio_8c'])} |"
+            )
+    lines += [
+        "",
         "Over a server, against Milvus's C++ engine (Milvus Lite 2.5.1) at equal recall@10: Tessera's curve point "
         "with at least Milvus's recall at its operating point (1 client); each at its own operating point (8 clients):",
         "",
@@ -530,7 +571,7 @@ def headline_tables(datasets: list[dict[str, Any]]) -> list[str]:
                 continue
             lines.append(
                 f"| {dataset['dataset']} | {name} ({v.get('tessera_knob_1c', '–')} / {v['milvus_knob']}) "
-                f"| {v['milvus_recall_at_10']:.3f} | {_num(v.get('tessera_recall_at_10_1c'), 3)} "
+                f"| {v['milvus_recall_at_10']:.4f} | {_num(v.get('tessera_recall_at_10_1c'), 4)} "
                 f"| {_num(v.get('tessera_qps_1c'))} / {_num(v.get('milvus_qps_1c'))} | {_ratio(v.get('ratio_1c'))} "
                 f"| {_num(v.get('tessera_qps_8c'))} / {_num(v.get('milvus_qps_8c'))} | {_ratio(v.get('ratio_8c'))} |"
             )

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.peer_systems import SYSTEMS
+from benchmarks.peers import RECALL_TIE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,7 +73,8 @@ def test_peers_smoke_runs_every_system(tmp_path: Path) -> None:
     # Like for like against the C++ engine, at equal recall@10: IVF against IVF_FLAT, exact against FLAT.
     for kind in ("ivf", "flat"):
         versus = summary[f"{kind}_vs_milvus_lite_2.5.1"]
-        assert versus["ratio_1c"] > 0 and versus["tessera_recall_at_10_1c"] >= versus["milvus_recall_at_10"], versus
+        assert versus["ratio_1c"] > 0, versus
+        assert versus["tessera_recall_at_10_1c"] >= versus["milvus_recall_at_10"] - RECALL_TIE, versus
     assert summary["flat_vs_milvus_lite_2.5.1"]["ratio_8c"] > 0
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
