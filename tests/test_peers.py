@@ -88,6 +88,7 @@ def test_rerunning_some_systems_keeps_the_others_rows_with_their_own_commit() ->
             "system": system,
             "status": "ok",
             "curve": curve,
+            "knob": "ef",
             "knob_at_op": 64,
             "recall_at_10": 0.97,
             "qps_1c": qps,
@@ -105,3 +106,6 @@ def test_rerunning_some_systems_keeps_the_others_rows_with_their_own_commit() ->
     assert merged["reruns"] == [{"systems": ["tessera-grpc"], "commit": "new", "measured_at": "t1"}]
     assert merged["summary"]["tessera_grpc_qps_at_recall_95"] == 900.0 and merged["commit"] == "old"
     assert merged["summary"]["grpc_ratio_vs_milvus-lite"] == 9.0
+    # Against the C++ engine at the bar: each side's fastest configuration, whichever index it is.
+    at_bar = merged["summary"]["at_recall_95_vs_milvus_lite_2.5.1"]
+    assert at_bar["tessera"] == "tessera-grpc ef=64" and at_bar["ratio_1c"] == 9.0 and at_bar["ratio_8c"] is None
