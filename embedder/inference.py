@@ -180,7 +180,7 @@ class OnnxGraph:
         return cache_dir() / "onnx" / f"{self.kind}-{self.key}.onnx"
 
     def _export(self, path: Path) -> None:
-        # WARNING, not INFO: a first load pauses for seconds (about 20 s for MiniLM on 2 cores) and a user
+        # WARNING, not INFO: a first load pauses for seconds (6 to 20 s for MiniLM on 2 cores) and a user
         # with no logging configured would otherwise see a silent hang.
         log.warning(
             "first use of these %s weights: exporting them to ONNX Runtime, a one-off pause; cached as %s",
