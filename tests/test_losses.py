@@ -172,3 +172,23 @@ def test_bad_arguments_are_named() -> None:
         anchored_loss(e, torch.tensor(1.0), anchor=5)
     with pytest.raises(ValueError, match="same n"):
         clip_loss([e[0], e[1][:3]], torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("name", ["symile", "gram"])
+def test_a_combined_objective_adds_weighted_pairwise_infonce(name: str) -> None:
+    """Symile or GRAM plus `pairwise_weight` times CLIP all-pairs, on the same batch and scale."""
+    torch.manual_seed(0)
+    embeddings = [F.normalize(torch.randn(16, 8), dim=1) for _ in range(3)]
+    scale = torch.tensor(10.0)
+    torch.manual_seed(1)  # Symile's O(n) negatives draw permutations: the same draws for both sides
+    combined = alignment_loss(name, embeddings, scale, pairwise_weight=0.5)
+    torch.manual_seed(1)
+    alone = alignment_loss(name, embeddings, scale)
+    assert torch.allclose(combined, alone + 0.5 * clip_loss(embeddings, scale))
+    assert float(combined - alone) > 0
+
+
+def test_a_pairwise_loss_takes_no_pairwise_weight() -> None:
+    e = [F.normalize(torch.randn(4, 8), dim=1) for _ in range(2)]
+    with pytest.raises(ValueError, match="gram or symile"):
+        alignment_loss("clip", e, torch.tensor(1.0), pairwise_weight=1.0)

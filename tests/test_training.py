@@ -139,6 +139,13 @@ def _toml(value: Any) -> str:
         (lambda r: r["eval"].update(groups=["nobody"]), "never occur"),
         (lambda r: r["encoders"]["text"].update(trainable=True), "cannot be trained"),
         (lambda r: r["augment"].update(text={"speed": 1}), "no augmentations for text"),
+        (lambda r: r["loss"].update(name="clip", pairwise_weight=0.5), "use it with gram or symile"),
+        (lambda r: r["loss"].update(pairwise_weight=-1), "non-negative"),
+        (lambda r: r["loss"].update(pairwise_weight="lots"), "must be a number, not 'lots'"),
+        (lambda r: r["loss"].update(name="symile", label_smoothing=0.1), "applies to gram only"),
+        (lambda r: r["loss"].update(name="gram", label_smoothing=1.0), r"in \[0, 1\)"),
+        (lambda r: r["loss"].update(max_logit_scale=2.0), ">= 1 / temperature"),
+        (lambda r: r["loss"].update(temperature=0), "positive number"),
     ],
 )
 def test_bad_configs_say_what_to_fix(manifest: Path, tmp_path: Path, change, message: str) -> None:

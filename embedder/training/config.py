@@ -84,6 +84,13 @@ class LossSection:
     negative_sampling: str = "n"  # Symile: "n" or "n_squared"
     uniformity: float = 0.0  # weights of the "It's Not a Modality Gap" regulariser
     alignment: float = 0.0
+    # A combined objective: this weight times CLIP all-pairs InfoNCE, added to a GRAM or Symile loss,
+    # so a higher-order space keeps the pairwise alignment single-modality queries rely on.
+    pairwise_weight: float = 0.0
+    label_smoothing: float = 0.0  # GRAM's cross-entropies (the GRAM authors train with 0.1)
+    # The learned 1/temperature is capped, as in CLIP. A product of three unit vectors is small
+    # (at most the largest coordinate of one of them), so Symile and GRAM may need a higher cap.
+    max_logit_scale: float = 100.0
 
 
 @dataclass
@@ -183,6 +190,24 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path = Path(".")) -> TrainCo
         loss.anchor = Modality.parse(loss.anchor).value
         if loss.anchor not in columns:
             raise ConfigError(f"[loss].anchor {loss.anchor} is not one of the trained modalities {list(columns)}")
+    for key in ("temperature", "pairwise_weight", "label_smoothing", "max_logit_scale"):
+        value = getattr(loss, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise ConfigError(f"[loss].{key} must be a number, not {value!r}")
+    if not 0.0 <= loss.pairwise_weight < float("inf"):
+        raise ConfigError(f"[loss].pairwise_weight must be a non-negative number, not {loss.pairwise_weight!r}")
+    if loss.pairwise_weight and loss.name not in ("gram", "symile"):
+        raise ConfigError("[loss].pairwise_weight adds InfoNCE to a higher-order loss: use it with gram or symile")
+    if not 0.0 < loss.temperature < float("inf"):
+        raise ConfigError(f"[loss].temperature must be a positive number, not {loss.temperature!r}")
+    if not 1.0 <= loss.max_logit_scale < float("inf") or loss.max_logit_scale * loss.temperature < 1.0:
+        raise ConfigError(
+            f"[loss].max_logit_scale must be a finite number >= 1 / temperature, not {loss.max_logit_scale!r}"
+        )
+    if not 0.0 <= loss.label_smoothing < 1.0:
+        raise ConfigError(f"[loss].label_smoothing must be in [0, 1), not {loss.label_smoothing!r}")
+    if loss.label_smoothing and loss.name != "gram":
+        raise ConfigError("[loss].label_smoothing applies to gram only")
     if loss.name == "symile" and loss.negative_sampling not in ("n", "n_squared"):
         raise ConfigError("[loss].negative_sampling must be 'n' or 'n_squared'")
     optimizer = _take("optimizer", raw.get("optimizer"), OptimizerSection)

@@ -124,7 +124,16 @@ def space_tower(space: Space, modality: Modality) -> nn.Module:
 
 def _loss(config: TrainConfig, embeddings: list[torch.Tensor], masks: list[torch.Tensor], scale: torch.Tensor):
     anchor = config.modalities.index(Modality.parse(config.loss.anchor)) if config.loss.anchor else 0
-    loss = alignment_loss(config.loss.name, embeddings, scale, masks, anchor, config.loss.negative_sampling)
+    loss = alignment_loss(
+        config.loss.name,
+        embeddings,
+        scale,
+        masks,
+        anchor,
+        config.loss.negative_sampling,
+        config.loss.pairwise_weight,
+        config.loss.label_smoothing,
+    )
     if config.loss.uniformity or config.loss.alignment:
         loss = loss + uniformity_alignment(embeddings, masks, config.loss.uniformity, config.loss.alignment)
     return loss
@@ -272,7 +281,7 @@ def train(
     if len(train_data) < config.training.batch_size:
         log(f"note: {len(train_data)} training rows, fewer than batch_size {config.training.batch_size}")
     batches = Batches(space, config, device)
-    scale = LogitScale(config.loss.temperature, config.loss.learn_temperature).to(device)
+    scale = LogitScale(config.loss.temperature, config.loss.learn_temperature, config.loss.max_logit_scale).to(device)
     trainable = [m for m in config.modalities if config.trainable(m)]
     if not trainable:
         raise ConfigError("every encoder is frozen (trainable: false); nothing to train")
