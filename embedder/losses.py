@@ -305,13 +305,16 @@ def alignment_loss(
     negative_sampling: str = "n",
     pairwise_weight: float = 0.0,
     label_smoothing: float = 0.0,
+    pairwise_scale: Tensor | None = None,
 ) -> Tensor:
     """Dispatch by name, so configs can name the loss.
 
     `pairwise_weight` > 0 makes a combined objective: GRAM or Symile plus that weight times CLIP
     all-pairs InfoNCE. A volume or a multilinear product alone leaves pairwise cosines free (a
     Symile space scored 0.28 on single-modality zero-shot digits, CLIP 0.88), and those cosines
-    are what a one-part query searches by.
+    are what a one-part query searches by. `pairwise_scale` is that term's own 1/temperature (default:
+    `logit_scale`): a product of three unit vectors is far smaller than a cosine, so one shared
+    temperature drifts to suit the product and leaves the pairwise term too sharp.
     """
     if name == "clip":
         loss = clip_loss(embeddings, logit_scale, masks)
@@ -326,5 +329,6 @@ def alignment_loss(
     if pairwise_weight:
         if name not in ("gram", "symile"):
             raise ValueError(f"pairwise_weight adds InfoNCE to gram or symile; {name!r} is pairwise already")
-        loss = loss + pairwise_weight * clip_loss(embeddings, logit_scale, masks)
+        scale = logit_scale if pairwise_scale is None else pairwise_scale
+        loss = loss + pairwise_weight * clip_loss(embeddings, scale, masks)
     return loss

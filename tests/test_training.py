@@ -212,10 +212,20 @@ def test_a_trained_space_is_served(trained) -> None:
         srv.stop()
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights(manifest: Path, tmp_path: Path) -> None:
-    straight = train(config_from_dict(raw_config(manifest, tmp_path / "straight", epochs=3)), progress=False)
+@pytest.mark.parametrize(
+    "loss",
+    [{"name": "clip", "anchor": "text"}, {"name": "symile", "pairwise_weight": 0.5}],
+    ids=["clip", "combined"],
+)
+def test_an_interrupted_run_resumes_to_the_same_weights(manifest: Path, tmp_path: Path, loss: dict) -> None:
+    def config_for(output: Path) -> dict[str, Any]:
+        raw = raw_config(manifest, output, epochs=3)
+        raw["loss"] = dict(loss)
+        return raw
 
-    config = config_from_dict(raw_config(manifest, tmp_path / "resumed", epochs=3))
+    straight = train(config_from_dict(config_for(tmp_path / "straight")), progress=False)
+
+    config = config_from_dict(config_for(tmp_path / "resumed"))
 
     def crash_after_first_epoch(metrics: dict[str, Any]) -> None:
         if metrics["epoch"] == 1:
@@ -233,8 +243,12 @@ def test_an_interrupted_run_resumes_to_the_same_weights(manifest: Path, tmp_path
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
     assert resumed.history[-1]["train_loss"] == pytest.approx(straight.history[-1]["train_loss"], rel=1e-5)
+    if "pairwise_weight" in loss:  # the combined objective's pairwise term learns its own temperature
+        last = resumed.history[-1]
+        assert last["pairwise_temperature"] == pytest.approx(straight.history[-1]["pairwise_temperature"], rel=1e-5)
+        assert last["pairwise_temperature"] != pytest.approx(last["temperature"], rel=1e-3)
 
-    changed = raw_config(manifest, tmp_path / "resumed", epochs=3)
+    changed = config_for(tmp_path / "resumed")
     changed["optimizer"]["lr"] = 1e-2
     with pytest.raises(ConfigError, match="different config"):
         train(config_from_dict(changed), progress=False)

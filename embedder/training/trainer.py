@@ -122,7 +122,30 @@ def space_tower(space: Space, modality: Modality) -> nn.Module:
     return encoder.tower
 
 
-def _loss(config: TrainConfig, embeddings: list[torch.Tensor], masks: list[torch.Tensor], scale: torch.Tensor):
+class Scales(nn.Module):
+    """The learned 1/temperatures: one for the loss, and one for a combined objective's pairwise term."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__()
+        loss = config.loss
+        self.main = LogitScale(loss.temperature, loss.learn_temperature, loss.max_logit_scale)
+        self.pairwise = LogitScale(loss.temperature, loss.learn_temperature) if loss.pairwise_weight else None
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.main(), self.pairwise() if self.pairwise is not None else None
+
+    @property
+    def temperature(self) -> float:
+        return self.main.temperature
+
+
+def _loss(
+    config: TrainConfig,
+    embeddings: list[torch.Tensor],
+    masks: list[torch.Tensor],
+    scales: tuple[torch.Tensor, torch.Tensor | None],
+):
+    scale, pairwise_scale = scales
     anchor = config.modalities.index(Modality.parse(config.loss.anchor)) if config.loss.anchor else 0
     loss = alignment_loss(
         config.loss.name,
@@ -133,6 +156,7 @@ def _loss(config: TrainConfig, embeddings: list[torch.Tensor], masks: list[torch
         config.loss.negative_sampling,
         config.loss.pairwise_weight,
         config.loss.label_smoothing,
+        pairwise_scale,
     )
     if config.loss.uniformity or config.loss.alignment:
         loss = loss + uniformity_alignment(embeddings, masks, config.loss.uniformity, config.loss.alignment)
@@ -149,7 +173,9 @@ def _recall_at_1(
 
 
 @torch.no_grad()
-def evaluate(batches: Batches, data: PairedData, config: TrainConfig, scale: torch.Tensor) -> dict[str, float]:
+def evaluate(
+    batches: Batches, data: PairedData, config: TrainConfig, scale: tuple[torch.Tensor, torch.Tensor | None]
+) -> dict[str, float]:
     """Eval loss (mean over batches) and R@1 for every ordered pair of modalities.
 
     With a label column a hit is any candidate of the query's label; without one, the
@@ -239,8 +265,10 @@ def _optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.O
     return torch.optim.SGD(params, lr=opt.lr, momentum=0.9, weight_decay=opt.weight_decay)
 
 
-def _trainable_state(space: Space, config: TrainConfig, scale: LogitScale) -> dict[str, torch.Tensor]:
-    state = {"logit_scale.log_scale": scale.log_scale.detach()}
+def _trainable_state(space: Space, config: TrainConfig, scale: Scales) -> dict[str, torch.Tensor]:
+    state = {"logit_scale.log_scale": scale.main.log_scale.detach()}
+    if scale.pairwise is not None:
+        state["pairwise_scale.log_scale"] = scale.pairwise.log_scale.detach()
     for modality in config.modalities:
         if config.trainable(modality):
             for key, value in space_tower(space, modality).state_dict().items():
@@ -248,9 +276,11 @@ def _trainable_state(space: Space, config: TrainConfig, scale: LogitScale) -> di
     return state
 
 
-def _load_trainable_state(space: Space, config: TrainConfig, scale: LogitScale, state: dict[str, torch.Tensor]) -> None:
+def _load_trainable_state(space: Space, config: TrainConfig, scale: Scales, state: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
-        scale.log_scale.copy_(state["logit_scale.log_scale"])
+        scale.main.log_scale.copy_(state["logit_scale.log_scale"])
+        if scale.pairwise is not None:
+            scale.pairwise.log_scale.copy_(state["pairwise_scale.log_scale"])
     for modality in config.modalities:
         if config.trainable(modality):
             prefix = f"{modality.value}."
@@ -281,13 +311,13 @@ def train(
     if len(train_data) < config.training.batch_size:
         log(f"note: {len(train_data)} training rows, fewer than batch_size {config.training.batch_size}")
     batches = Batches(space, config, device)
-    scale = LogitScale(config.loss.temperature, config.loss.learn_temperature, config.loss.max_logit_scale).to(device)
+    scale = Scales(config).to(device)
     trainable = [m for m in config.modalities if config.trainable(m)]
     if not trainable:
         raise ConfigError("every encoder is frozen (trainable: false); nothing to train")
     params = [p for m in trainable for p in space_tower(space, m).parameters()]
     if config.loss.learn_temperature:
-        params.append(scale.log_scale)
+        params.extend(scale.parameters())
     optimizer = _optimizer(config, params)
     batch_size = min(config.training.batch_size, len(train_data))
     steps_per_epoch = max(1, len(train_data) // batch_size)  # drop the ragged last batch: it has few negatives
@@ -345,6 +375,8 @@ def train(
             "temperature": scale.temperature,
             "lr": float(scheduler.get_last_lr()[0]),
         }
+        if scale.pairwise is not None:
+            metrics["pairwise_temperature"] = scale.pairwise.temperature
         last = epoch + 1 == config.training.epochs
         if eval_data is not None and ((epoch + 1) % config.training.eval_every == 0 or last):
             metrics.update(evaluate(batches, eval_data, config, scale()))
