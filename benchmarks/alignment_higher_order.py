@@ -334,6 +334,44 @@ def ship(
     return {"path": str(target), "loss": loss, "task": task, "train_seconds": round(seconds, 1)}
 
 
+LOSS_NAMES = {
+    "clip": "CLIP, all pairs",
+    "anchored": "anchored (text anchor)",
+    "gram": "GRAM (text anchor)",
+    "symile": "Symile, O(n) negatives",
+    "symile+clip": "Symile + pairwise InfoNCE (combined)",
+    "gram+clip": "GRAM + pairwise InfoNCE (combined)",
+    "gram_reference": "GRAM, reference settings",
+}
+
+
+def report(result: dict[str, Any]) -> str:
+    """The README's tables, from a results file: one per task."""
+    lines = []
+    for task in TASKS:
+        rows = [r for r in result["losses"] if r["task"] == task]
+        if not rows:
+            continue
+        chance = result["chance"][task]
+        lines += [
+            f"{task} (chance {chance}):",
+            "",
+            "| loss | similarity | (a, b) -> text | read digits, then compute | audio->text zero-shot "
+            "| image->text zero-shot | train s/run |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in rows:
+            cells = [
+                LOSS_NAMES.get(r["loss"], r["loss"]),
+                r["similarity"],
+                *(f"{r[f'{key}_mean']:.3f} ({r[f'{key}_min']:.3f})" for key in METRICS),
+                f"{r['train_seconds_mean']:.0f} ({r['train_seconds_max']:.0f})",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Train image+audio encoders into frozen MiniLM on a task only the (audio, image, text) triple "
@@ -368,7 +406,11 @@ def main(argv: list[str] | None = None) -> int:
         default={},
         help="JSON keys added to every loss's [loss] section, e.g. '{\"max_logit_scale\": 1000}'",
     )
+    parser.add_argument("--report", action="store_true", help="print the tables of --out as the README shows them")
     args = parser.parse_args(argv)
+    if args.report:
+        print(report(json.loads(args.out.read_text())))
+        return 0
 
     clips = fsdd_clips(args.shared_data)
     commit = git_commit()

@@ -194,6 +194,36 @@ def test_recorded_alignment_results_cover_every_loss_and_speaker() -> None:
     assert all(row["train_seconds_max"] < 600 for row in data["losses"])  # every run within the 10-minute budget
 
 
+def test_alignment_higher_order_small_run_scores_composites_with_the_loss_similarity(tmp_path: Path) -> None:
+    out = tmp_path / "higher_order.json"
+    cmd = [sys.executable, "-m", "benchmarks.alignment_higher_order", "--tasks", "parity", "--losses", "symile+clip"]
+    cmd += ["--speakers", "theo", "--epochs", "1", "--jobs", "1", "--out", str(out)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    (fold,) = data["per_fold"]
+    assert (fold["task"], fold["loss"], fold["test_speaker"]) == ("parity", "symile+clip", "theo")
+    for key in ("higher_order_accuracy", "read_digits_then_compute_accuracy", "audio_to_text_accuracy"):
+        assert 0.0 <= fold[key] <= 1.0
+    assert data["losses"][0]["similarity"] == "mip" and "pairwise_temperature" in fold
+    assert data["candidate_texts"] == {"parity": ["the sum is even", "the sum is odd"]}
+
+
+def test_recorded_higher_order_results_cover_every_loss_task_and_speaker() -> None:
+    from benchmarks.alignment_higher_order import DEFAULT_LOSSES, summarise, verdicts
+
+    data = json.loads((REPO / "benchmarks" / "results" / "alignment_higher_order.json").read_text())
+    for task in ("parity", "mod10"):
+        losses = [row["loss"] for row in data["losses"] if row["task"] == task]
+        assert set(DEFAULT_LOSSES) <= set(losses), task
+        folds = [f for f in data["per_fold"] if f["task"] == task]
+        assert {f["test_speaker"] for f in folds} == {"george", "jackson", "lucas", "nicolas", "theo"}
+    assert summarise(data["per_fold"]) == data["losses"]  # the table is the folds' summary
+    assert {k: data[k] for k in verdicts(data["losses"])} == verdicts(data["losses"])
+    assert all(row["train_seconds_max"] < 600 for row in data["losses"])  # every run within the 10-minute budget
+    assert data["commit"] and data["measured_at"] and data["seconds"] > 0
+
+
 def test_batch_embed_bench_small_run_compares_against_raw_encode(tmp_path: Path) -> None:
     out = tmp_path / "batch_embed_bench.json"
     cmd = [sys.executable, "-m", "benchmarks.batch_embed_bench", "--texts", "200", "--rss-rows", "300", "900"]
