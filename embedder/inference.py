@@ -46,6 +46,9 @@ OPSET = 17
 EXPORT_FORMAT = 1
 # One ONNX Runtime run at a time in this process: every session already uses all the process's cores.
 RUN_LOCK = threading.Lock()
+# One export at a time in this process: torch.onnx.export keeps process-wide state (two threads exporting
+# different graphs at once fail with "GLOBALS.in_onnx_export must be True"), and so does redirect_stdout.
+EXPORT_LOCK = threading.Lock()
 
 
 def cache_dir() -> Path:
@@ -194,7 +197,7 @@ class OnnxGraph:
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(None):
+            with EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(None):
                 warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
                 torch.onnx.export(
                     module,

@@ -7,6 +7,9 @@
 - `digits`: MiniLM text plus image and audio encoders trained on real digits
   (sklearn's handwritten digits, FSDD speech) by `benchmarks/alignment_digits.py`,
   shipped inside the package (`embedder/spaces/digits`);
+- `digits-sum`: the same towers trained by `benchmarks/alignment_higher_order.py`
+  with Symile plus pairwise InfoNCE, also on (spoken a, written b, parity of a + b)
+  triples, and served with Symile's multilinear product (`embedder/spaces/digits-sum`);
 - `vectors:<dim>`: raw vectors only, for corpora of embeddings made elsewhere
   (an application's own model, a LangChain `Embeddings` object);
 - `openclip:<arch>/<pretrained>`: a pretrained tag, a local checkpoint path
@@ -125,7 +128,12 @@ def vectors_spec(name: str) -> dict[str, Any]:
 
 BUILTIN_SPECS = {"minilm": minilm_spec, "minilm-bind-init": minilm_bind_init_spec}
 # Trained spaces that ship inside the package: name -> space directory.
-PACKAGED_SPACES = {"digits": Path(__file__).parent / "spaces" / "digits"}
+PACKAGED_SPACES = {name: Path(__file__).parent / "spaces" / name for name in ("digits", "digits-sum")}
+PACKAGED_NOTES = {
+    "digits": "MiniLM text + image/audio trained with {loss} on handwritten and spoken digits",
+    "digits-sum": "MiniLM text + image/audio trained with {loss} (+ pairwise InfoNCE) on digits and on the parity "
+    "of a spoken plus a written digit; composite queries score by multilinear product",
+}
 
 
 def parse_openclip_name(name: str) -> tuple[str, str]:
@@ -339,7 +347,7 @@ def list_spaces(
     for name, path in PACKAGED_SPACES.items():
         if is_space_dir(path):
             spec = read_spec(path)
-            note = f"MiniLM text + image/audio trained with {spec.get('loss')} on handwritten and spoken digits"
+            note = PACKAGED_NOTES[name].format(loss=spec.get("loss"))
             infos.append(replace(_info(spec, _minilm_ready(), note), name=name))
     spaces_root = Path(spaces_dir) if spaces_dir is not None else data_dir() / "spaces"
     if spaces_root.is_dir():

@@ -210,7 +210,7 @@ def test_alignment_higher_order_small_run_scores_composites_with_the_loss_simila
 
 
 def test_recorded_higher_order_results_cover_every_loss_task_and_speaker() -> None:
-    from benchmarks.alignment_higher_order import DEFAULT_LOSSES, summarise, verdicts
+    from benchmarks.alignment_higher_order import DEFAULT_LOSSES, against_shipped_digits, summarise, verdicts
 
     data = json.loads((REPO / "benchmarks" / "results" / "alignment_higher_order.json").read_text())
     for task in ("parity", "mod10"):
@@ -219,7 +219,10 @@ def test_recorded_higher_order_results_cover_every_loss_task_and_speaker() -> No
         folds = [f for f in data["per_fold"] if f["task"] == task]
         assert {f["test_speaker"] for f in folds} == {"george", "jackson", "lucas", "nicolas", "theo"}
     assert summarise(data["per_fold"]) == data["losses"]  # the table is the folds' summary
-    assert {k: data[k] for k in verdicts(data["losses"])} == verdicts(data["losses"])
+    bars = {**verdicts(data["losses"]), **against_shipped_digits(data["losses"])}
+    assert {k: data[k] for k in bars} == bars
+    if data["shipped"]["path"]:  # what --ship wrote is the packaged combined space
+        assert data["shipped"]["path"] == "embedder/spaces/digits-sum" and data["shipped"]["loss"] == "symile+clip"
     assert all(row["train_seconds_max"] < 600 for row in data["losses"])  # every run within the 10-minute budget
     assert data["commit"] and data["measured_at"] and data["seconds"] > 0
 

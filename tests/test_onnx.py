@@ -102,6 +102,27 @@ def test_cache_exports_once_and_again_when_a_weight_file_changes(
     assert _min_cosine(changed, reference) >= PARITY
 
 
+def test_two_towers_export_at_once_from_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server's first composite query exports the audio and image graphs from two threads at once; the
+    exporter's process-wide state must not make one of them fail (it did: "GLOBALS.in_onnx_export")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    space = load_space("digits-sum", inference="onnx")
+    parts = {
+        "audio": [(samples_dir() / "spoken" / f"{d}_jackson_0.wav").read_bytes() for d in range(3)],
+        "image": [(samples_dir() / "digits" / f"{d}.png").read_bytes() for d in range(3)],
+    }
+    for _ in range(2):  # the second round runs from the cache, still from two threads
+        with ThreadPoolExecutor(2) as pool:
+            futures = {m: pool.submit(space.embed, m, items) for m, items in parts.items()}
+            vectors = {m: f.result() for m, f in futures.items()}
+    reference = load_space("digits-sum", inference="torch")
+    for modality, items in parts.items():
+        assert _min_cosine(vectors[modality], reference.embed(modality, items)) >= PARITY
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 2
+
+
 def test_tessera_inference_torch_forces_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(INFERENCE_ENV, "torch")
     space = load_space("digits")
