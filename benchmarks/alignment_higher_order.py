@@ -22,6 +22,8 @@ element-wise product (Symile's multilinear inner product) or the Gramian volume 
     python -m benchmarks.alignment_higher_order                        # both tasks, every loss, five folds
     python -m benchmarks.alignment_higher_order --tasks parity --losses symile --speakers theo --epochs 5
     python -m benchmarks.alignment_higher_order --ship                 # also ship the combined space if it passes
+    python -m benchmarks.alignment_higher_order --tasks parity --losses clip symile symile+clip --epochs 50 \
+        --ship --out benchmarks/results/alignment_higher_order_50_epochs.json   # the parity bar's run
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ TASK_TEMPLATES = {
 }
 PAIRS_PER_CLIP = 2  # held-out (clip, image) queries per clip
 DEFAULT_EPOCHS = 30
+DEFAULT_TASK_ROWS = 1
 
 
 def task_text(task: str, total: int, template: str) -> str:
@@ -119,8 +122,10 @@ def candidate_texts(task: str) -> list[str]:
     return [task_text(task, c, first) for c in range(classes)]
 
 
-def write_manifest(path: Path, clips: list[tuple[Path, int, str]], task: str, holdout: str | None, seed: int) -> None:
-    """Per clip: one plain digits row and one higher-order row with an independent digit b."""
+def write_manifest(
+    path: Path, clips: list[tuple[Path, int, str]], task: str, holdout: str | None, seed: int, task_rows: int = 1
+) -> None:
+    """Per clip: one plain digits row and `task_rows` higher-order rows, each with an independent digit b."""
     pngs, labels, train_idx, test_idx = image_split()
     rng = np.random.default_rng(seed)
     pools = {
@@ -130,11 +135,15 @@ def write_manifest(path: Path, clips: list[tuple[Path, int, str]], task: str, ho
     rows: dict[str, list[Any]] = {"audio": [], "image": [], "text": [], "pairing": [], "speaker": []}
     for wav, a, speaker in clips:
         pool = pools["test" if speaker == holdout else "train"]
-        b = int(rng.integers(10))
+        first_b = int(rng.integers(10))  # drawn first: one task row per clip draws as it always has
         digit_phrase = TRAIN_TEMPLATES[rng.integers(len(TRAIN_TEMPLATES))].format(w=WORDS[a], d=a)
-        task_phrase = task_text(task, a + b, TASK_TEMPLATES[task][rng.integers(len(TASK_TEMPLATES[task]))])
         # The pairing key: rows with one key are interchangeable tuples, re-paired every epoch.
-        for image_digit, text, key in ((a, digit_phrase, f"digit:{a}"), (b, task_phrase, f"{task}:{a}{b}")):
+        kinds = [(a, digit_phrase, f"digit:{a}")]
+        for row in range(task_rows):
+            b = first_b if row == 0 else int(rng.integers(10))
+            task_phrase = task_text(task, a + b, TASK_TEMPLATES[task][rng.integers(len(TASK_TEMPLATES[task]))])
+            kinds.append((b, task_phrase, f"{task}:{a}{b}"))
+        for image_digit, text, key in kinds:
             rows["audio"].append(str(wav.resolve()))
             rows["image"].append(pngs[int(rng.choice(pool[image_digit]))])
             rows["text"].append(text)
@@ -221,11 +230,12 @@ def run_fold(
     work: Path,
     epochs: int,
     loss_override: dict[str, Any] | None = None,
+    task_rows: int = 1,
 ) -> tuple[Path, float]:
     fold = work / f"{task}-{loss}-{speaker or 'all'}"
     fold.mkdir(parents=True, exist_ok=True)
     manifest = fold / "manifest.parquet"
-    write_manifest(manifest, clips, task, speaker, seed=0)
+    write_manifest(manifest, clips, task, speaker, seed=0, task_rows=task_rows)
     raw = fold_config(loss, task, manifest, fold / "space", speaker, epochs, loss_override)
     (fold / "train.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     result = train(config_from_dict(raw, base_dir=fold), cache=_CACHE, fresh=True, progress=False, log=lambda _: None)
@@ -233,10 +243,17 @@ def run_fold(
 
 
 def fold_job(
-    loss: str, task: str, speaker: str, shared: Path, work: Path, epochs: int, loss_override: dict[str, Any]
+    loss: str,
+    task: str,
+    speaker: str,
+    shared: Path,
+    work: Path,
+    epochs: int,
+    loss_override: dict[str, Any],
+    task_rows: int = 1,
 ) -> dict[str, Any]:
     clips = fsdd_clips(shared)
-    space_dir, seconds = run_fold(loss, task, speaker, clips, work, epochs, loss_override)
+    space_dir, seconds = run_fold(loss, task, speaker, clips, work, epochs, loss_override, task_rows)
     fold: dict[str, Any] = {"task": task, "loss": loss, "test_speaker": speaker, "train_seconds": round(seconds, 1)}
     fold.update({k: round(v, 4) for k, v in evaluate_higher_order(space_dir, clips, task, speaker).items()})
     metadata = load_space(space_dir).metadata
@@ -358,9 +375,10 @@ def ship(
     epochs: int,
     target: Path,
     loss_override: dict[str, Any],
+    task_rows: int = 1,
 ) -> dict:
     """Train `loss` on `task` with all five speakers and write it as the packaged `digits-sum` space."""
-    space_dir, seconds = run_fold(loss, task, None, clips, work, epochs, loss_override)
+    space_dir, seconds = run_fold(loss, task, None, clips, work, epochs, loss_override, task_rows)
     package(space_dir, task, target)
     return {"path": str(target), "loss": loss, "task": task, "train_seconds": round(seconds, 1)}
 
@@ -419,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(DEFAULT_LOSSES))
     parser.add_argument("--speakers", nargs="+", choices=SPEAKERS, default=list(SPEAKERS), help="held-out speakers")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    parser.add_argument(
+        "--task-rows",
+        type=int,
+        default=DEFAULT_TASK_ROWS,
+        help="higher-order rows per clip, each with its own written digit b (the plain digits row is always one)",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="keep manifests, configs and spaces here")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/alignment_higher_order.json"))
     parser.add_argument(
@@ -461,7 +485,9 @@ def main(argv: list[str] | None = None) -> int:
             tqdm(total=len(runs), desc="train folds", unit="run") as bar,
         ):
             futures = [
-                pool.submit(fold_job, loss, task, spk, args.shared_data, work, args.epochs, args.loss_override)
+                pool.submit(
+                    fold_job, loss, task, spk, args.shared_data, work, args.epochs, args.loss_override, args.task_rows
+                )
                 for task, loss, spk in runs
             ]
             for future in as_completed(futures):
@@ -479,7 +505,9 @@ def main(argv: list[str] | None = None) -> int:
             passing = [c for c in COMBINED if bars.get(f"parity_{c}_meets_both")]
             if passing:
                 _init_worker(args.threads)
-                shipped = ship(passing[0], "parity", clips, work, args.epochs, args.ship, args.loss_override)
+                shipped = ship(
+                    passing[0], "parity", clips, work, args.epochs, args.ship, args.loss_override, args.task_rows
+                )
             else:
                 shipped = {"path": None, "reason": "no combined objective met both parity bars; the space is unchanged"}
     result = {
@@ -489,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         "digits row per clip",
         "candidate_texts": {task: candidate_texts(task) for task in args.tasks},
         "epochs": args.epochs,
+        "task_rows": args.task_rows,
         "pairwise_weight": PAIRWISE_WEIGHT,
         "loss_override": args.loss_override,
         "chance": {"parity": 0.5, "mod10": 0.1},
