@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import platform
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -532,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         "jobs": args.jobs,
         "threads_per_job": args.threads,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python -m benchmarks.alignment_higher_order " + " ".join(argv or []),
+        "command": " ".join(["python -m benchmarks.alignment_higher_order", *(sys.argv[1:] if argv is None else argv)]),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

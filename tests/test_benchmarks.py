@@ -209,6 +209,37 @@ def test_alignment_higher_order_small_run_scores_composites_with_the_loss_simila
     assert data["candidate_texts"] == {"parity": ["the sum is even", "the sum is odd"]}
 
 
+def test_higher_order_manifest_states_the_sum_of_the_clip_and_the_image(tmp_path: Path, shared_data: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from benchmarks.alignment_digits import fsdd_clips, image_split
+    from benchmarks.alignment_higher_order import write_manifest
+
+    clips = fsdd_clips(shared_data)[::60]  # every digit and speaker
+    assert {s for _, _, s in clips} >= {"theo", "george"}
+    task_rows = 2
+    write_manifest(tmp_path / "m.parquet", clips, "parity", holdout="theo", seed=0, task_rows=task_rows)
+    rows = pq.read_table(tmp_path / "m.parquet").to_pylist()
+    assert len(rows) == len(clips) * (1 + task_rows)  # one plain digits row per clip, then its task rows
+    pngs, labels, _, test_idx = image_split()
+    label_of = {png: int(label) for png, label in zip(pngs, labels, strict=True)}
+    digit_of = {str(p.resolve()): d for p, d, _ in clips}
+    task_bs = []
+    for row in rows:
+        a, image_digit = digit_of[row["audio"]], label_of[row["image"]]
+        kind, _, key = row["pairing"].partition(":")
+        if kind == "digit":
+            assert key == str(a) and image_digit == a
+        else:
+            assert kind == "parity" and key == f"{a}{image_digit}"  # b is the image's digit
+            assert ("odd" in row["text"]) == ((a + image_digit) % 2 == 1)
+            task_bs.append(image_digit)
+    assert len(task_bs) == len(clips) * task_rows and len(set(task_bs)) > 5  # b drawn apart from a
+    test_pngs = {pngs[i] for i in test_idx}
+    for row in rows:  # the held-out speaker sees only test images, the others only training images
+        assert (row["image"] in test_pngs) == (row["speaker"] == "theo")
+
+
 def test_recorded_higher_order_results_cover_every_loss_task_and_speaker() -> None:
     from benchmarks.alignment_higher_order import DEFAULT_LOSSES, against_shipped_digits, summarise, verdicts
 
@@ -225,6 +256,27 @@ def test_recorded_higher_order_results_cover_every_loss_task_and_speaker() -> No
         assert data["shipped"]["path"] == "embedder/spaces/digits-sum" and data["shipped"]["loss"] == "symile+clip"
     assert all(row["train_seconds_max"] < 600 for row in data["losses"])  # every run within the 10-minute budget
     assert data["commit"] and data["measured_at"] and data["seconds"] > 0
+
+
+def test_recorded_50_epoch_parity_run_is_its_folds_summary_and_meets_the_parity_bars() -> None:
+    from benchmarks.alignment_higher_order import against_shipped_digits, summarise, verdicts
+
+    data = json.loads((REPO / "benchmarks" / "results" / "alignment_higher_order_50_epochs.json").read_text())
+    assert data["epochs"] == 50 and {row["task"] for row in data["losses"]} == {"parity"}
+    assert {row["loss"] for row in data["losses"]} == {"clip", "symile", "symile+clip"}
+    for loss in ("clip", "symile", "symile+clip"):
+        speakers = {f["test_speaker"] for f in data["per_fold"] if f["loss"] == loss}
+        assert speakers == {"george", "jackson", "lucas", "nicolas", "theo"}, loss
+    assert summarise(data["per_fold"]) == data["losses"]
+    bars = {**verdicts(data["losses"]), **against_shipped_digits(data["losses"])}
+    assert {k: data[k] for k in bars} == bars
+    # The parity bar, recomputed from the folds: a higher-order loss >= 0.90, CLIP all-pairs <= 0.60.
+    by_loss = {row["loss"]: row["higher_order_accuracy_mean"] for row in data["losses"]}
+    assert by_loss["symile"] >= 0.90 and by_loss["clip"] <= 0.60 and data["parity_bar_met"]
+    assert data["parity_symile+clip_meets_both"]  # within 0.05 of Symile, audio->text within 0.03 of CLIP
+    assert data["shipped"] == {**data["shipped"], "path": "embedder/spaces/digits-sum", "loss": "symile+clip"}
+    assert data["shipped"]["train_seconds"] < 600
+    assert all(row["train_seconds_max"] < 600 for row in data["losses"])  # every run within the 10-minute budget
 
 
 def test_batch_embed_bench_small_run_compares_against_raw_encode(tmp_path: Path) -> None:
