@@ -276,6 +276,10 @@ def test_recorded_50_epoch_parity_run_is_its_folds_summary_and_meets_the_parity_
     assert data["parity_symile+clip_meets_both"]  # within 0.05 of Symile, audio->text within 0.03 of CLIP
     assert data["shipped"] == {**data["shipped"], "path": "embedder/spaces/digits-sum", "loss": "symile+clip"}
     assert data["shipped"]["train_seconds"] < 600
+    mod10 = json.loads((REPO / "benchmarks" / "results" / "alignment_higher_order_mod10_50_epochs.json").read_text())
+    assert mod10["epochs"] == 50 and summarise(mod10["per_fold"]) == mod10["losses"]
+    assert {f["test_speaker"] for f in mod10["per_fold"]} == {"george", "jackson", "lucas", "nicolas", "theo"}
+    assert all(row["train_seconds_max"] < 600 for row in mod10["losses"])
     assert all(row["train_seconds_max"] < 600 for row in data["losses"])  # every run within the 10-minute budget
 
 
