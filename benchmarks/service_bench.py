@@ -7,10 +7,12 @@
    query at a time for a fixed number of queries; p50/p99 latency and QPS are
    compared with the same queries searched in-process through the same Router.
 2. Embed: 32 concurrent single-text Embed calls (real MiniLM) against a server
-   with micro-batching on, then one with it off. The bar: >= 4x. The same
-   sentences are then embedded in-process, one per model call and in merged
-   batches of 32 (the most 32 clients can form): that ratio is what the
-   hardware allows any batcher to gain, the ceiling for the server's ratio.
+   with micro-batching on and one with it off. The same sentences are embedded
+   in-process, one per model call and in merged batches of 32 (the most 32
+   clients can form): that ratio is what the hardware allows any batcher to
+   gain, the ceiling for the server's ratio. The four alternate for
+   --embed-rounds rounds, each keeping its best. Bars: the server reaches
+   >= 90% of the ceiling (`share_of_ceiling`); on a GPU, >= 4x.
 HTTP (`http_search`): one `tessera serve --http-port 0`, the same vector queries
    over gRPC and over HTTP/JSON (POST /v1/search) at 1 and 16 client threads,
    alternating; the bar: an HTTP call costs <= 1.5x a gRPC call. `--http-only`
@@ -171,45 +173,60 @@ def batch_totals(metrics_port: int) -> tuple[float, float]:
     )
 
 
-def bench_embed(calls: int, max_wait_ms: float) -> dict[str, float]:
+def bench_embed(calls: int, max_wait_ms: float, rounds: int = 3) -> dict[str, float]:
+    """32 client threads of single-text Embed calls against a server batching and one not, and the model's
+    own ceiling in-process, in `rounds` alternating rounds; each side keeps its best round.
+
+    The machine is shared (and on a small one the clients share its cores): alternating and keeping
+    the best round of each side compares the least disturbed runs, the same way for all four.
+    """
     sentences = real_sentences(calls + 7)[7:]  # skip the over-length and non-English extras
-    out: dict[str, float] = {"max_wait_ms": max_wait_ms}
-    runs = (("batching_on", ("--max-wait-ms", str(max_wait_ms))), ("batching_off", ("--no-batching",)))
-    for label, extra in runs:
-        with tempfile.TemporaryDirectory() as tmp:
-            port = free_port()
-            proc, address = start_server(Path(tmp), "--metrics-port", str(port), *extra)
-            try:
-                with Client(address, timeout=300) as client:
-                    client.embed(sentences[:8], space=SPACE)  # load the model before timing
+    out: dict[str, float] = {"max_wait_ms": max_wait_ms, "rounds": rounds}
+    modes = (("batching_on", ("--max-wait-ms", str(max_wait_ms))), ("batching_off", ("--no-batching",)))
+    best: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = {}
+        try:
+            for label, extra in modes:
+                port = free_port()
+                proc, address = start_server(Path(tmp) / label, "--metrics-port", str(port), *extra)
+                servers[label] = (proc, Client(address, timeout=300), port)
+                servers[label][1].embed(sentences[:8], space=SPACE)  # load the model before timing
+            space = load_space(SPACE)
+            prepared = [space.prepare("text", s) for s in sentences]
+            space.embed_merged("text", prepared[:32])  # warm-up
+            for _ in tqdm(range(rounds), desc="embed rounds"):
+                for label, (_, client, port) in servers.items():
                     items0, batches0 = batch_totals(port)
-                    stats = run_clients(lambda s: client.embed([s], space=SPACE), sentences, 32)
+                    stats = run_clients(lambda s, client=client: client.embed([s], space=SPACE), sentences, 32)
                     items1, batches1 = batch_totals(port)
                     if batches1 > batches0:
-                        out[f"{label}_mean_batch_size"] = (items1 - items0) / (batches1 - batches0)
-            finally:
+                        stats["mean_batch_size"] = (items1 - items0) / (batches1 - batches0)
+                    if label not in best or stats["qps"] > best[label]["qps"]:
+                        best[label] = stats
+                for label, rate in model_ceiling(space, prepared).items():
+                    out[label] = max(out.get(label, 0.0), rate)
+        finally:
+            for proc, client, _ in servers.values():
+                client.close()
                 stop_server(proc)
-        out[f"{label}_qps"] = stats["qps"]
-        out[f"{label}_p50_ms"] = stats["p50_ms"]
-        out[f"{label}_p99_ms"] = stats["p99_ms"]
+    for label, stats in best.items():
+        out.update({f"{label}_{k}": v for k, v in stats.items()})
     out["ratio"] = out["batching_on_qps"] / out["batching_off_qps"]
-    out.update(model_ceiling(sentences))
+    out["model_ceiling_ratio"] = out["model_batch32_items_per_s"] / out["model_batch1_items_per_s"]
     out["share_of_ceiling"] = out["ratio"] / out["model_ceiling_ratio"]
+    out["inference"] = os.environ.get("TESSERA_INFERENCE") or "default (ONNX Runtime on the CPU)"
     return out
 
 
-def model_ceiling(sentences: list[str], batch: int = 32) -> dict[str, float]:
-    """Texts/s of the model alone, one text per call against merged batches, as the server's batcher forms them."""
-    space = load_space(SPACE)
-    prepared = [space.prepare("text", s) for s in sentences]
-    space.embed_merged("text", prepared[:batch])  # warm-up
+def model_ceiling(space: Any, prepared: list[Any], batch: int = 32) -> dict[str, float]:
+    """Texts/s of the model alone, one text per call and in merged batches as the server's batcher forms them."""
     rates = {}
     for label, size in (("model_batch1", 1), (f"model_batch{batch}", batch)):
         start = time.perf_counter()
         for i in range(0, len(prepared), size):
             space.embed_merged("text", prepared[i : i + size])
         rates[f"{label}_items_per_s"] = len(prepared) / (time.perf_counter() - start)
-    rates["model_ceiling_ratio"] = rates[f"model_batch{batch}_items_per_s"] / rates["model_batch1_items_per_s"]
     return rates
 
 
@@ -427,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=2000, help="search calls per concurrency level")
     parser.add_argument("--embed-calls", type=int, default=640, help="single-text Embed calls per run")
     parser.add_argument("--max-wait-ms", type=float, default=0.0, help="micro-batching window for the server")
+    parser.add_argument("--embed-rounds", type=int, default=3, help="alternating rounds of the embed part (best kept)")
     parser.add_argument("--skip-search", action="store_true", help="only the embed part (keeps --out's search part)")
     parser.add_argument("--skip-embed", action="store_true", help="only the search part (keeps --out's embed part)")
     parser.add_argument("--data", choices=["minilm", "synthetic"], default="minilm")
@@ -468,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_embed and "embed" in previous:
         result["embed"] = previous["embed"]
     elif not args.skip_embed:
-        embed = bench_embed(args.embed_calls, args.max_wait_ms)
+        embed = bench_embed(args.embed_calls, args.max_wait_ms, args.embed_rounds)
         result["embed"] = {
             "concurrent_calls": 32,
             "calls": args.embed_calls,

@@ -8,15 +8,46 @@ below BLAS peak and the heap work is as large as the multiply itself
 slabs as large as a memory budget allows, one GEMM each, and the top-k of each
 slab comes from `torch.topk`, which is vectorised and threaded; slabs are then
 merged. With 64 queries over 1M x 384 this is one GEMM plus ~5% for the top-k.
+
+Where numpy's BLAS runs each call on its caller's thread (a server: see blas.py), a large
+scan is cut into parts that run on a pool of one thread per core; a small one runs on the
+caller's thread, where handing it out would cost more than it saves.
 """
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
+from tessera.embedder.inference import usable_cores
+
+from . import blas
+
 # Scores of one slab are held as float32 (queries x rows); 256 MiB keeps 64 queries x 1M rows in one slab.
 SCORE_BUDGET_BYTES = 256 << 20
+# Below this many multiply-adds (queries x rows x dim; ~0.3 ms on one core) a scan stays on the caller's thread.
+PARALLEL_MIN_WORK = 1 << 23
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _scan_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=usable_cores(), thread_name_prefix="tessera-exact")
+        return _pool
+
+
+def _scan_workers(n_queries: int, n_rows: int, dim: int) -> int:
+    """How many threads a scan is split across: 1 unless BLAS leaves the cores to us and the scan is large."""
+    if not blas.per_call() or n_queries * n_rows * dim < PARALLEL_MIN_WORK:
+        return 1
+    return usable_cores()
 MIN_SLAB_ROWS = 4096
 
 
@@ -49,19 +80,25 @@ def exact_topk(
     rows = np.full((n_queries, k), -1, dtype=np.int64)
     if n_rows == 0 or n_queries == 0 or k <= 0:
         return scores, rows
-    slab = _slab_rows(n_queries, n_rows)
-    best_scores: list[torch.Tensor] = []
-    best_rows: list[torch.Tensor] = []
-    for start in range(0, n_rows, slab):
-        stop = min(start + slab, n_rows)
+
+    def scan(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         block = torch.from_numpy(queries @ vectors[start:stop].T)
         if allowed is not None:
             block.masked_fill_(torch.from_numpy(~allowed[start:stop]).unsqueeze(0), -torch.inf)
         values, index = torch.topk(block, min(k, stop - start), dim=1)
-        best_scores.append(values)
-        best_rows.append(index + start)
-    merged_scores = torch.cat(best_scores, dim=1)
-    merged_rows = torch.cat(best_rows, dim=1)
+        return values, index + start
+
+    slab = _slab_rows(n_queries, n_rows)
+    workers = _scan_workers(n_queries, n_rows, vectors.shape[1])
+    if workers > 1:
+        # `workers` parts in flight hold no more scores than one slab does.
+        part = -(-min(slab, n_rows) // workers)
+        starts = range(0, n_rows, part)
+        found_parts = list(_scan_pool().map(lambda s: scan(s, min(s + part, n_rows)), starts))
+    else:
+        found_parts = [scan(s, min(s + slab, n_rows)) for s in range(0, n_rows, slab)]
+    merged_scores = torch.cat([values for values, _ in found_parts], dim=1)
+    merged_rows = torch.cat([index for _, index in found_parts], dim=1)
     take = min(k, merged_scores.shape[1])
     values, pick = torch.topk(merged_scores, take, dim=1)
     found = torch.gather(merged_rows, 1, pick).numpy()

@@ -19,6 +19,7 @@ import numpy as np
 
 from tessera.embedder import Modality, Space, UnknownSpaceError, load_space
 from tessera.embedder.quoting import quote
+from tessera.index import blas
 from tessera.index.catalog import Catalog, CorpusNotFoundError
 from tessera.index.config import IndexConfig
 from tessera.index.corpus import Corpus
@@ -83,6 +84,8 @@ class Engine:
         min_free_bytes: int = 0,
         milvus: MilvusStore | None = None,
     ) -> None:
+        # Requests run concurrently in worker threads: numpy's BLAS pool would fight them (index/blas.py).
+        blas.run_blas_on_caller_threads()
         # Below min_free_bytes free on the data directory, upserts are refused (RESOURCE_EXHAUSTED).
         # With `milvus`, the corpora of that Milvus server are served beside the local ones (Catalog).
         self.catalog = Catalog(data_dir, min_free_bytes=min_free_bytes, milvus=milvus)

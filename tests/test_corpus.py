@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -323,6 +324,51 @@ def test_exact_topk_matches_faiss_flat_and_pads() -> None:
     allowed[[3, 9]] = True
     d, i = exact_topk(x, q[:1], 5, allowed)
     assert sorted(i[0, :2]) == [3, 9] and (i[0, 2:] == -1).all() and np.isinf(d[0, 2:]).all()
+
+
+def test_exact_topk_split_across_threads_finds_what_one_scan_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With BLAS on the callers' threads (a server), a large scan is cut into parts on a pool of threads;
+    the parts' merge must give the one-scan answer, filters and padding included."""
+    from tessera.index import blas, exact
+
+    x, q = unit_rows(5001, 64, seed=21), unit_rows(7, 64, seed=22)
+    allowed = np.random.default_rng(3).random(5001) < 0.7
+    want = [exact_topk(x, q, 10), exact_topk(x, q, 10, allowed), exact_topk(x[:6], q, 10)]
+    monkeypatch.setattr(blas, "_per_call", True)
+    monkeypatch.setattr(exact, "PARALLEL_MIN_WORK", 1)
+    monkeypatch.setattr(exact, "usable_cores", lambda: 3)  # three parts even on a one-core machine
+    monkeypatch.setattr(exact, "_pool", None)
+    assert exact._scan_workers(7, 5001, 64) == 3
+    got = [exact_topk(x, q, 10), exact_topk(x, q, 10, allowed), exact_topk(x[:6], q, 10)]
+    for (want_d, want_i), (got_d, got_i) in zip(want, got, strict=True):
+        np.testing.assert_array_equal(got_i, want_i)
+        np.testing.assert_allclose(got_d, want_d, atol=1e-6)
+    assert (got[2][1][:, 6:] == -1).all()  # six rows, k 10: padded as FAISS pads
+    assert exact._pool is not None and exact._pool._max_workers == 3
+
+
+def test_engine_runs_numpy_blas_on_the_callers_threads(tmp_path: Path) -> None:
+    """A process serving requests (an Engine) sets numpy's BLAS to one thread per call; FAISS's is left as it was."""
+    code = (
+        "import sys, numpy, faiss\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from tessera.index import blas\n"
+        "from tessera.engine import Engine\n"
+        "before = {i['filepath']: i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
+        "assert not blas.per_call()\n"
+        "Engine(sys.argv[1])\n"
+        "after = {i['filepath']: i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
+        "assert blas.per_call()\n"
+        "for path, n in after.items():\n"
+        "    print(path, before[path], n)\n"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}  # two threads before, whatever the machine has
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    rows = [line.rsplit(" ", 2) for line in result.stdout.splitlines()]
+    numpy_rows = [r for r in rows if "numpy" in r[0]]
+    assert numpy_rows and all(r[1] == "2" and r[2] == "1" for r in numpy_rows)
+    assert all(r[2] == "2" for r in rows if "faiss" in r[0])
 
 
 def test_catalog_create_list_describe_drop(tmp_path: Path) -> None:
