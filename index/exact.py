@@ -28,7 +28,9 @@ from . import blas
 
 # Scores of one slab are held as float32 (queries x rows); 256 MiB keeps 64 queries x 1M rows in one slab.
 SCORE_BUDGET_BYTES = 256 << 20
-# Below this many multiply-adds (queries x rows x dim; ~0.3 ms on one core) a scan stays on the caller's thread.
+MIN_SLAB_ROWS = 4096
+# Below this many multiply-adds (queries x rows x dim) a scan stays on the caller's thread: handing its
+# parts to the pool would cost more than it saves.
 PARALLEL_MIN_WORK = 1 << 23
 
 _pool: ThreadPoolExecutor | None = None
@@ -48,7 +50,6 @@ def _scan_workers(n_queries: int, n_rows: int, dim: int) -> int:
     if not blas.per_call() or n_queries * n_rows * dim < PARALLEL_MIN_WORK:
         return 1
     return usable_cores()
-MIN_SLAB_ROWS = 4096
 
 
 def _slab_rows(n_queries: int, n_rows: int) -> int:
