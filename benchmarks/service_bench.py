@@ -467,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(previous["text_search"], indent=2))
         return 0
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    result = {"benchmark": "service_bench", "machine": {"cpus": os.cpu_count()}}
+    # Parts this run does not produce (e.g. `embed_torch`, the torch-path run recorded earlier) are kept.
+    result = {**previous, "benchmark": "service_bench", "machine": {"cpus": os.cpu_count()}}
     if args.skip_search and "search" in previous:
         result["search"] = previous["search"]
     else:

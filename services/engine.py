@@ -83,9 +83,12 @@ class Engine:
         allow_space_paths: bool = True,
         min_free_bytes: int = 0,
         milvus: MilvusStore | None = None,
+        blas_on_caller_threads: bool = False,
     ) -> None:
-        # Requests run concurrently in worker threads: numpy's BLAS pool would fight them (index/blas.py).
-        blas.run_blas_on_caller_threads()
+        if blas_on_caller_threads:
+            # A server's requests run concurrently in worker threads, and numpy's BLAS pool would fight
+            # them (index/blas.py). Off by default: in a user's own process numpy's threads are theirs.
+            blas.run_blas_on_caller_threads()
         # Below min_free_bytes free on the data directory, upserts are refused (RESOURCE_EXHAUSTED).
         # With `milvus`, the corpora of that Milvus server are served beside the local ones (Catalog).
         self.catalog = Catalog(data_dir, min_free_bytes=min_free_bytes, milvus=milvus)

@@ -267,6 +267,7 @@ def serve(options: ServeOptions) -> None:
             allow_space_paths=options.allow_space_paths,
             min_free_bytes=options.min_free_bytes,
             milvus=MilvusStore(options.milvus_uri, options.milvus_token) if options.milvus_uri else None,
+            blas_on_caller_threads=True,  # this process only serves
         )
         metrics.track_disk(engine.catalog.guard)
         metrics.track_damage(engine.catalog)

@@ -113,12 +113,14 @@ def test_recorded_service_results_cover_the_documented_runs() -> None:
     assert torch_run["concurrent_calls"] == 32 and torch_run["ratio"] > 1.0
     # The recorded server ratio is within reach of what the model itself gains from batching here.
     assert torch_run["share_of_ceiling"] > 0.8
-    # With ONNX Runtime (the CPU default) one text per call is already cheap, and merging gains
-    # little or nothing on 2 cores: recorded, with the README saying so (#21 stays open on it).
-    assert onnx_run["inference"].startswith("onnx") and onnx_run["max_wait_ms"] == 0.0
+    # With ONNX Runtime (the CPU default) the server reaches 90% of what the model gains from batching (#21).
+    assert "ONNX Runtime" in onnx_run["inference"] and onnx_run["max_wait_ms"] == 0.0 and onnx_run["rounds"] >= 3
     assert abs(onnx_run["share_of_ceiling"] - onnx_run["ratio"] / onnx_run["model_ceiling_ratio"]) < 1e-9
+    assert onnx_run["share_of_ceiling"] >= 0.9 and onnx_run["batching_on_mean_batch_size"] > 1
     text = data["text_search"]  # end-to-end text search against the hand-written loop
-    assert text["ratio_c1"] >= 1.5 and text["grpc_c16_qps"] > text["loop_qps"]
+    assert text["ratio_c1"] >= 1.5 and text["ratio_c16"] >= 3.0
+    assert text["ratio_c16"] == text["grpc_c16_qps"] / text["loop_qps"]
+    assert text["grpc_c16_mean_batch_size"] > 1  # the 16 clients' queries were embedded in shared batches
     # Search over HTTP/JSON costs at most 1.5x a gRPC call, at 1 and 16 clients (tessera.http).
     assert [r["concurrency"] for r in data["http_search"]["rows"]] == [1, 16]
     assert data["http_search"]["worst_http_cost_ratio"] <= 1.5

@@ -347,16 +347,19 @@ def test_exact_topk_split_across_threads_finds_what_one_scan_finds(monkeypatch: 
     assert exact._pool is not None and exact._pool._max_workers == 3
 
 
-def test_engine_runs_numpy_blas_on_the_callers_threads(tmp_path: Path) -> None:
-    """A process serving requests (an Engine) sets numpy's BLAS to one thread per call; FAISS's is left as it was."""
+def test_serving_engine_runs_numpy_blas_on_the_callers_threads(tmp_path: Path) -> None:
+    """A serving process's Engine (`tessera serve` asks for it) sets numpy's BLAS to one thread per call;
+    FAISS's is left as it was, and an Engine in a user's own process leaves numpy's alone."""
     code = (
         "import sys, numpy, faiss\n"
         "from threadpoolctl import threadpool_info\n"
         "from tessera.index import blas\n"
         "from tessera.engine import Engine\n"
         "before = {i['filepath']: i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
+        "Engine(sys.argv[1] + '/own')\n"
         "assert not blas.per_call()\n"
-        "Engine(sys.argv[1])\n"
+        "assert before == {i['filepath']: i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
+        "Engine(sys.argv[1] + '/serving', blas_on_caller_threads=True)\n"
         "after = {i['filepath']: i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
         "assert blas.per_call()\n"
         "for path, n in after.items():\n"
