@@ -457,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-n", type=int, default=2000, help="sentences in the text-search corpus")
     parser.add_argument("--text-queries", type=int, default=300, help="8-word text queries per run")
     args = parser.parse_args(argv)
+    if args.embed_rounds < 1:
+        parser.error(f"--embed-rounds must be at least 1, got {args.embed_rounds}")
     if args.http_only:
         return http_only(args)
     if args.text_only:

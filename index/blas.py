@@ -6,22 +6,20 @@ those threads spin while they wait for work. A server runs many small products a
 Runtime embeds beside them, and the spinning pool takes the cores that work needs.
 Measured here (2 cores): a 1 x 384 by 384 x 2,000 product took 50 us alone and 265 us
 with six callers; `tessera serve`'s end-to-end text search at 16 clients went from 95 to
-151 queries/s once numpy's BLAS ran each call on its caller's thread.
+135 queries/s once numpy's BLAS ran each call on its caller's thread.
 
-The Engine (which runs requests concurrently) calls `run_blas_on_caller_threads()` once;
+`tessera serve`'s Engine (`blas_on_caller_threads=True`) calls `run_blas_on_caller_threads()`;
 `exact.py` then splits a large scan across the cores itself (`per_call()` tells it to).
-Library code that never calls it keeps numpy's defaults.
+A process that never calls it (an embedded engine, a script) keeps numpy's defaults.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 
 import numpy as np
-
-log = logging.getLogger(__name__)
+from threadpoolctl import ThreadpoolController
 
 _lock = threading.Lock()
 _per_call = False
@@ -31,12 +29,11 @@ def _numpy_blas(controllers: list) -> list:
     """numpy's own BLAS (a wheel bundles it beside the package, in numpy.libs or numpy/.dylibs); where
     numpy links a system BLAS there is no telling it apart, and every BLAS library counts as numpy's."""
     numpy_dir = Path(np.__file__).resolve().parent
-    bundled = [
-        c
-        for c in controllers
-        if Path(c.filepath).resolve().parent.name.startswith("numpy") or numpy_dir in Path(c.filepath).resolve().parents
-    ]
-    return bundled or controllers
+
+    def bundled(path: Path) -> bool:
+        return path.parent.name.startswith("numpy") or numpy_dir in path.parents
+
+    return [c for c in controllers if bundled(Path(c.filepath).resolve())] or controllers
 
 
 def run_blas_on_caller_threads() -> bool:
@@ -48,11 +45,6 @@ def run_blas_on_caller_threads() -> bool:
     with _lock:
         if _per_call:
             return True
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # a dependency; without it numpy keeps its threads
-            log.warning("threadpoolctl is not importable: numpy's BLAS keeps its own threads")
-            return False
         controllers = _numpy_blas(list(ThreadpoolController().select(user_api="blas").lib_controllers))
         for controller in controllers:
             controller.set_num_threads(1)
